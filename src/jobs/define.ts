@@ -1,0 +1,40 @@
+// What a job is: a name, an args schema, limits, and the function that does the work.
+import type { FastifyBaseLogger } from 'fastify'
+import type { Sql } from 'postgres'
+import type { Static, TObject } from 'typebox'
+import type { Config } from '../config.js'
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
+
+export interface JobContext<Args> {
+  args: Args
+  /** Aborted on timeout, cancel or shutdown; pass it to anything that can stop early. */
+  signal: AbortSignal
+  log: FastifyBaseLogger
+  sql: Sql
+  runId: string
+  attempt: number
+  config: Config
+}
+
+export interface JobDefinition<A extends TObject = TObject> {
+  name: string
+  description: string
+  args: A
+  timeoutMs: number
+  maxAttempts: number
+  run(ctx: JobContext<Static<A>>): Promise<JsonValue | undefined>
+}
+
+export type AnyJob = JobDefinition<TObject>
+
+const NAME = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/
+
+export function defineJob<A extends TObject>(job: JobDefinition<A>): JobDefinition<A> {
+  if (!NAME.test(job.name)) throw new Error(`job name "${job.name}" must be kebab-case`)
+  if (!(job.timeoutMs > 0)) throw new Error(`job ${job.name}: timeoutMs must be positive`)
+  if (!(Number.isInteger(job.maxAttempts) && job.maxAttempts >= 1)) {
+    throw new Error(`job ${job.name}: maxAttempts must be an integer >= 1`)
+  }
+  return job
+}

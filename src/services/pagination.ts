@@ -1,0 +1,19 @@
+// Keyset pagination: an opaque cursor carrying the id of the last item of the previous page.
+export interface Page<T> {
+  items: T[]
+  nextCursor: string | null
+}
+
+export class CursorError extends Error {}
+
+export function encodeCursor(id: number): string {
+  return Buffer.from(`id:${id}`).toString('base64url')
+}
+
+export function decodeCursor(cursor: string): number {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8')
+  const match = /^id:(\d{1,15})$/.exec(text)
+  if (!match)
+    throw new CursorError('cursor is not one this server issued; use nextCursor from a previous page')
+  return Number(match[1])
+}

@@ -1,0 +1,267 @@
+// The run history (job_runs): one row per attempt, written before the job starts and updated when it
+// ends. Every state change is a conditional update, so two actors (a finishing job and a cancel, or
+// two instances) can never both win.
+import type { Sql } from 'postgres'
+import type { JsonValue } from '../jobs/define.js'
+import { decodeCursor, encodeCursor, type Page } from './pagination.js'
+
+export const RUN_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'skipped'] as const
+export const RUN_TRIGGERS = ['schedule', 'manual', 'retry', 'catch-up'] as const
+export type RunState = (typeof RUN_STATES)[number]
+export type RunTrigger = (typeof RUN_TRIGGERS)[number]
+
+export interface RunError {
+  code: string
+  message: string
+}
+
+export interface Run {
+  id: number
+  job: string
+  schedule: string | null
+  trigger: RunTrigger
+  state: RunState
+  attempt: number
+  maxAttempts: number
+  retryOf: number | null
+  args: Record<string, unknown>
+  scheduledFor: string | null
+  queuedAt: string
+  startedAt: string | null
+  finishedAt: string | null
+  durationMs: number | null
+  result: JsonValue | null
+  error: RunError | null
+  instance: string | null
+}
+
+interface RunRow {
+  id: string
+  job: string
+  schedule: string | null
+  trigger: RunTrigger
+  state: RunState
+  attempt: number
+  maxAttempts: number
+  retryOf: string | null
+  args: Record<string, unknown>
+  scheduledFor: Date | null
+  queuedAt: Date
+  startedAt: Date | null
+  finishedAt: Date | null
+  result: JsonValue | null
+  error: RunError | null
+  instance: string | null
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null)
+
+export function toRun(row: RunRow): Run {
+  return {
+    id: Number(row.id),
+    job: row.job,
+    schedule: row.schedule,
+    trigger: row.trigger,
+    state: row.state,
+    attempt: row.attempt,
+    maxAttempts: row.maxAttempts,
+    retryOf: row.retryOf === null ? null : Number(row.retryOf),
+    args: row.args,
+    scheduledFor: iso(row.scheduledFor),
+    queuedAt: row.queuedAt.toISOString(),
+    startedAt: iso(row.startedAt),
+    finishedAt: iso(row.finishedAt),
+    durationMs: row.startedAt && row.finishedAt ? row.finishedAt.getTime() - row.startedAt.getTime() : null,
+    result: row.result,
+    error: row.error,
+    instance: row.instance,
+  }
+}
+
+export interface RunFilter {
+  job?: string
+  schedule?: string
+  state?: RunState
+  trigger?: RunTrigger
+  since?: string
+  until?: string
+}
+
+export interface NewRun {
+  job: string
+  schedule?: string | null
+  trigger: RunTrigger
+  args: Record<string, unknown>
+  attempt?: number
+  maxAttempts: number
+  retryOf?: number | null
+  scheduledFor?: Date | null
+}
+
+export type FireOutcome = { outcome: 'claimed' | 'skipped'; run: Run } | { outcome: 'taken' }
+
+const COLUMNS = [
+  'id',
+  'job',
+  'schedule',
+  'trigger',
+  'state',
+  'attempt',
+  'max_attempts',
+  'retry_of',
+  'args',
+  'scheduled_for',
+  'queued_at',
+  'started_at',
+  'finished_at',
+  'result',
+  'error',
+  'instance',
+]
+
+export function createRunsService(sql: Sql) {
+  const columns = sql(COLUMNS)
+  const one = (rows: RunRow[]) => (rows[0] ? toRun(rows[0]) : null)
+
+  return {
+    async get(id: number): Promise<Run | null> {
+      return one(await sql<RunRow[]>`select ${columns} from job_runs where id = ${id}`)
+    },
+
+    /** Newest first, keyset-paginated on id. */
+    async list(filter: RunFilter, limit: number, cursor?: string): Promise<Page<Run>> {
+      const after = cursor ? decodeCursor(cursor) : null
+      const conditions = [
+        filter.job !== undefined && sql`job = ${filter.job}`,
+        filter.schedule !== undefined && sql`schedule = ${filter.schedule}`,
+        filter.state !== undefined && sql`state = ${filter.state}`,
+        filter.trigger !== undefined && sql`trigger = ${filter.trigger}`,
+        filter.since !== undefined && sql`queued_at >= ${filter.since}`,
+        filter.until !== undefined && sql`queued_at < ${filter.until}`,
+        after !== null && sql`id < ${after}`,
+      ].filter((c) => c !== false)
+      const where = conditions.reduce((acc, c) => sql`${acc} and ${c}`, sql`true`)
+      const rows = await sql<RunRow[]>`
+        select ${columns} from job_runs where ${where} order by id desc limit ${limit + 1}`
+      const items = rows.slice(0, limit).map(toRun)
+      const last = items[items.length - 1]
+      return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null }
+    },
+
+    /** A run that will start right away in this process. */
+    async insertQueued(run: NewRun): Promise<Run> {
+      const [row] = await sql<RunRow[]>`
+        insert into job_runs (job, schedule, trigger, state, attempt, max_attempts, retry_of, args, scheduled_for)
+        values (${run.job}, ${run.schedule ?? null}, ${run.trigger}, 'queued', ${run.attempt ?? 1},
+                ${run.maxAttempts}, ${run.retryOf ?? null}, ${sql.json(run.args as JsonValue)},
+                ${run.scheduledFor ?? null})
+        returning ${columns}`
+      return toRun(row as RunRow)
+    },
+
+    /**
+     * Claims one fire of a schedule. The unique key (schedule, scheduled_for) makes exactly one
+     * instance win. The fire is recorded as skipped when `skip` says so, or when overlap is 'skip'
+     * and an unfinished run of the same schedule exists; the advisory lock serialises that check
+     * per schedule across instances.
+     */
+    async claimFire(
+      run: NewRun & { schedule: string; scheduledFor: Date },
+      options: { overlap: 'skip' | 'allow'; skip?: RunError },
+    ): Promise<FireOutcome> {
+      return await sql.begin(async (tx) => {
+        await tx`select pg_advisory_xact_lock(hashtext('steward.schedule'), hashtext(${run.schedule}))`
+        let skip = options.skip ?? null
+        if (!skip && options.overlap === 'skip') {
+          const [blocker] = await tx<{ id: string }[]>`
+            select id from job_runs
+            where schedule = ${run.schedule} and state in ('queued', 'running')
+            order by id limit 1`
+          if (blocker)
+            skip = { code: 'overlap', message: `run ${blocker.id} of this schedule was still running` }
+        }
+        const rows = await tx<RunRow[]>`
+          insert into job_runs (job, schedule, trigger, state, attempt, max_attempts, args, scheduled_for,
+                                finished_at, error)
+          values (${run.job}, ${run.schedule}, ${run.trigger}, ${skip ? 'skipped' : 'queued'}, 1,
+                  ${run.maxAttempts}, ${tx.json(run.args as JsonValue)}, ${run.scheduledFor},
+                  ${skip ? tx`now()` : null}, ${skip ? tx.json(skip as unknown as JsonValue) : null})
+          on conflict (schedule, scheduled_for) where trigger in ('schedule', 'catch-up') do nothing
+          returning ${columns}`
+        const row = rows[0]
+        if (!row) return { outcome: 'taken' }
+        return { outcome: skip ? 'skipped' : 'claimed', run: toRun(row) }
+      })
+    },
+
+    /** queued → running; false when the run was cancelled (or taken) first. */
+    async markRunning(id: number, instance: string): Promise<Run | null> {
+      return one(
+        await sql<RunRow[]>`
+          update job_runs set state = 'running', started_at = now(), heartbeat_at = now(),
+                              instance = ${instance}
+          where id = ${id} and state = 'queued'
+          returning ${columns}`,
+      )
+    },
+
+    /** running → final state; null when something else (a cancel, a rescuer) already ended it. */
+    async finish(
+      id: number,
+      end: {
+        state: 'succeeded' | 'failed' | 'cancelled'
+        result?: JsonValue | null
+        error?: RunError | null
+      },
+    ): Promise<Run | null> {
+      return one(
+        await sql<RunRow[]>`
+          update job_runs set state = ${end.state}, finished_at = clock_timestamp(),
+                              result = ${end.result === undefined || end.result === null ? null : sql.json(end.result)},
+                              error = ${end.error ? sql.json(end.error as unknown as JsonValue) : null}
+          where id = ${id} and state = 'running'
+          returning ${columns}`,
+      )
+    },
+
+    /** Cancels a queued run at once; a running one is flagged and stopped by its executor. */
+    async requestCancel(id: number): Promise<Run | null> {
+      return one(
+        await sql<RunRow[]>`
+          update job_runs set
+            state = case when state = 'queued' then 'cancelled' else state end,
+            finished_at = case when state = 'queued' then now() else finished_at end,
+            error = case when state = 'queued'
+                         then '{"code":"cancelled","message":"cancelled before it started"}'::jsonb
+                         else error end,
+            cancel_requested_at = coalesce(cancel_requested_at, now())
+          where id = ${id} and state in ('queued', 'running')
+          returning ${columns}`,
+      )
+    },
+
+    /** The newest run of each of the given schedules. */
+    async lastBySchedule(names: string[]): Promise<Map<string, Run>> {
+      if (names.length === 0) return new Map()
+      const rows = await sql<RunRow[]>`
+        select r.* from unnest(${names}::text[]) as s(name)
+        cross join lateral (
+          select ${columns} from job_runs where schedule = s.name order by id desc limit 1
+        ) r`
+      return new Map(rows.map((row) => [row.schedule as string, toRun(row)]))
+    },
+
+    /** The newest run of each of the given jobs. */
+    async lastByJob(jobs: string[]): Promise<Map<string, Run>> {
+      if (jobs.length === 0) return new Map()
+      const rows = await sql<RunRow[]>`
+        select r.* from unnest(${jobs}::text[]) as j(name)
+        cross join lateral (
+          select ${columns} from job_runs where job = j.name order by id desc limit 1
+        ) r`
+      return new Map(rows.map((row) => [row.job, toRun(row)]))
+    },
+  }
+}
+
+export type RunsService = ReturnType<typeof createRunsService>
