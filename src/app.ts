@@ -1,0 +1,132 @@
+// The application: plugins, shared schemas, routes and error handling. buildApp is the one factory
+// used by the server, the OpenAPI generator and the tests.
+import sensible from '@fastify/sensible'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify'
+import type { Config } from './config.js'
+import type { AnyJob } from './jobs/define.js'
+import { jobs as registeredJobs } from './jobs/index.js'
+import db from './plugins/db.js'
+import scheduler from './plugins/scheduler.js'
+import swagger from './plugins/swagger.js'
+import health from './routes/health.js'
+import jobs from './routes/jobs.js'
+import runs from './routes/runs.js'
+import schedules from './routes/schedules.js'
+import { ErrorReply } from './schemas/common.js'
+import { Job } from './schemas/job.js'
+import { Run } from './schemas/run.js'
+import { Schedule } from './schemas/schedule.js'
+import { CursorError } from './services/pagination.js'
+
+export interface BuildOptions {
+  /** Jobs to register; defaults to the registry in src/jobs. */
+  jobs?: AnyJob[]
+  logger?: FastifyServerOptions['logger']
+  /** Routes and schemas only, no database: for generating the OpenAPI document. */
+  documentationOnly?: boolean
+}
+
+export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    // Reject unknown fields instead of silently dropping them (a typo should be a 400); numbers in
+    // JSON bodies must be finite (JSON.parse turns 1e400 into Infinity).
+    ajv: { customOptions: { removeAdditional: false, strictNumbers: true } },
+    bodyLimit: 1024 * 1024,
+    requestTimeout: 120_000,
+    connectionTimeout: 120_000,
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  await app.register(sensible)
+  for (const schema of [ErrorReply, Run, Schedule, Job]) app.addSchema(schema)
+  await app.register(swagger)
+  app.setErrorHandler(errorHandler)
+  app.addHook('preValidation', rejectInfiniteNumbers)
+
+  if (!options.documentationOnly) {
+    if (!config.databaseUrl)
+      throw new Error('buildApp needs config.databaseUrl (server.ts starts the embedded one)')
+    await app.register(db, { databaseUrl: config.databaseUrl })
+    await app.register(scheduler, { config, jobs: options.jobs ?? registeredJobs })
+  }
+
+  await app.register(health)
+  await app.register(jobs)
+  await app.register(runs)
+  await app.register(schedules)
+  return app
+}
+
+type PropertySchemas = Record<string, { type?: string }>
+
+/**
+ * Ajv coerces "1e400" in a query or path to Infinity and then skips the range checks (ajv 8.20), so
+ * such values would reach the database. Numeric params must parse to a finite number.
+ */
+async function rejectInfiniteNumbers(request: FastifyRequest): Promise<void> {
+  const schema = request.routeOptions.schema
+  const parts = [
+    ['params', schema?.params, request.params],
+    ['querystring', schema?.querystring, request.query],
+  ] as const
+  for (const [part, partSchema, values] of parts) {
+    const properties = (partSchema as { properties?: PropertySchemas } | undefined)?.properties ?? {}
+    for (const [key, property] of Object.entries(properties)) {
+      const raw = (values as Record<string, unknown> | undefined)?.[key]
+      const numeric = property.type === 'integer' || property.type === 'number'
+      if (numeric && typeof raw === 'string' && Math.abs(Number(raw)) === Number.POSITIVE_INFINITY) {
+        throw Object.assign(new Error(`${part}/${key} must be a finite number`), { statusCode: 400 })
+      }
+    }
+  }
+}
+
+// postgres.js connection failures: the database is down, not the request wrong.
+const DATABASE_DOWN = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'CONNECT_TIMEOUT',
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+  '57P01', // admin_shutdown
+  '57P03', // cannot_connect_now
+])
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+}
+
+/** 4xx errors keep their message (it says what to fix); 5xx details stay in the log. */
+function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  let status = err.statusCode ?? 500
+  if (err instanceof CursorError || err.validation) status = 400
+  if (DATABASE_DOWN.has(String(err.code))) status = 503
+  if (status >= 500) {
+    request.log.error({ err }, 'request failed')
+    const down = status === 503
+    return reply.code(status).send({
+      statusCode: status,
+      error: down ? 'Service Unavailable' : 'Internal Server Error',
+      message: down ? 'the database is unreachable; try again shortly' : 'internal error; see the server log',
+    })
+  }
+  return reply.code(status).send({
+    statusCode: status,
+    code: err.code,
+    error: STATUS_TEXT[status] ?? 'Bad Request',
+    message: err.message,
+  })
+}

@@ -1,0 +1,35 @@
+// The database connection (postgres.js), migrated before anything else uses it.
+import fp from 'fastify-plugin'
+import postgres, { type Sql } from 'postgres'
+import { migrate } from '../db/migrate.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    sql: Sql
+  }
+}
+
+export interface DbOptions {
+  databaseUrl: string
+}
+
+export default fp<DbOptions>(
+  async (app, { databaseUrl }) => {
+    const sql = postgres(databaseUrl, {
+      max: 10,
+      transform: postgres.camel,
+      onnotice: () => {},
+      // Fail fast rather than hang a request when the server is down; the pool reconnects by itself.
+      connect_timeout: 10,
+      idle_timeout: 60,
+      connection: { application_name: 'steward' },
+    })
+    const applied = await migrate(sql)
+    if (applied.length > 0) app.log.info({ applied }, 'migrations applied')
+    app.decorate('sql', sql)
+    app.addHook('onClose', async () => {
+      await sql.end({ timeout: 5 })
+    })
+  },
+  { name: 'db' },
+)

@@ -1,0 +1,60 @@
+// Wires the domain services together and runs the scheduler for the life of the app: started when
+// the app is ready, stopped (letting running jobs finish for SHUTDOWN_GRACE_MS) when it closes.
+import fp from 'fastify-plugin'
+import type { Config } from '../config.js'
+import type { AnyJob } from '../jobs/define.js'
+import { createRunner, type Runner } from '../services/runner.js'
+import { createRunsService, type RunsService } from '../services/runs.js'
+import { createScheduler, type Scheduler } from '../services/scheduler.js'
+import { createSchedulesService, type SchedulesService } from '../services/schedules.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+    jobs: Map<string, AnyJob>
+    runs: RunsService
+    schedules: SchedulesService
+    runner: Runner
+    scheduler: Scheduler
+  }
+}
+
+export interface SchedulerOptions {
+  config: Config
+  jobs: AnyJob[]
+}
+
+export default fp<SchedulerOptions>(
+  async (app, { config, jobs: jobList }) => {
+    const jobs = new Map(jobList.map((job) => [job.name, job]))
+    if (jobs.size !== jobList.length) throw new Error('two jobs share a name')
+    const { sql } = app
+    const log = app.log
+    const runs = createRunsService(sql)
+    const schedules = createSchedulesService(sql, jobs, config.schedulerTimezone)
+    const runner = createRunner({ sql, runs, jobs, config, log })
+    const scheduler = createScheduler({ sql, runs, schedules, runner, jobs, log })
+
+    app.decorate('config', config)
+    app.decorate('jobs', jobs)
+    app.decorate('runs', runs)
+    app.decorate('schedules', schedules)
+    app.decorate('runner', runner)
+    app.decorate('scheduler', scheduler)
+
+    const seeded = await schedules.seedDefaults()
+    if (seeded.length > 0) log.info({ seeded }, 'default schedules created')
+
+    if (config.schedulerEnabled) {
+      app.addHook('onReady', async () => {
+        await scheduler.start()
+        log.info({ schedules: scheduler.armed(), instance: config.instanceId }, 'scheduler started')
+      })
+    }
+    app.addHook('preClose', async () => {
+      await scheduler.stop()
+      await runner.stop(config.shutdownGraceMs)
+    })
+  },
+  { name: 'scheduler', dependencies: ['db'] },
+)

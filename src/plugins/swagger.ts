@@ -1,0 +1,35 @@
+// The OpenAPI document, generated from the route schemas, served at /openapi.json, with Swagger UI
+// at /docs. openapi.yaml in the repository is this same document (npm run openapi).
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import fp from 'fastify-plugin'
+
+export const OPENAPI_INFO = {
+  title: 'Steward',
+  description:
+    'Maintenance-job server: recurring chores on a cron schedule, every execution recorded in job_runs, ' +
+    'operated through this API.',
+  version: '0.1.0',
+}
+
+export default fp(
+  async (app) => {
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: OPENAPI_INFO,
+        tags: [
+          { name: 'jobs', description: 'What can run; trigger by hand' },
+          { name: 'runs', description: 'Every execution, newest first' },
+          { name: 'schedules', description: 'When jobs run' },
+          { name: 'health', description: 'Probes' },
+        ],
+      },
+      // Shared schemas become components named after their $id (Run, Schedule, …).
+      refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
+    })
+    await app.register(swaggerUi, { routePrefix: '/docs' })
+    app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  },
+  { name: 'swagger' },
+)

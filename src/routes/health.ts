@@ -1,0 +1,55 @@
+// Liveness and readiness probes.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+
+const Readiness = Type.Object({
+  status: Type.Enum(['ready', 'unavailable']),
+  database: Type.Enum(['ok', 'unreachable']),
+  scheduler: Type.Enum(['running', 'stopped', 'disabled']),
+  instance: Type.String(),
+})
+
+const health: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/health',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Liveness: the process is up',
+        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  )
+
+  app.get(
+    '/ready',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Readiness: database reachable and scheduler running',
+        response: { 200: Readiness, 503: Readiness },
+      },
+    },
+    async (_request, reply) => {
+      const database = await app.sql`select 1`.then(
+        () => 'ok' as const,
+        () => 'unreachable' as const,
+      )
+      const scheduler = !app.config.schedulerEnabled
+        ? ('disabled' as const)
+        : app.scheduler.isRunning()
+          ? ('running' as const)
+          : ('stopped' as const)
+      const ready = database === 'ok' && scheduler !== 'stopped'
+      return reply.code(ready ? 200 : 503).send({
+        status: ready ? 'ready' : 'unavailable',
+        database,
+        scheduler,
+        instance: app.config.instanceId,
+      })
+    },
+  )
+}
+
+export default health

@@ -1,0 +1,71 @@
+// Runs: the history of every execution, newest first, and cancelling one in progress.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { Cursor, errors, Limit, Page, Timestamp } from '../schemas/common.js'
+import { RunRef, RunState, RunTrigger } from '../schemas/run.js'
+
+const RunId = Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) })
+
+const RunQuery = Type.Object(
+  {
+    job: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    schedule: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    state: Type.Optional(RunState),
+    trigger: Type.Optional(RunTrigger),
+    since: Type.Optional({ ...Timestamp, description: 'Queued at or after (ISO-8601).' }),
+    until: Type.Optional({ ...Timestamp, description: 'Queued before (ISO-8601).' }),
+    limit: Type.Optional(Limit),
+    cursor: Type.Optional(Cursor),
+  },
+  { additionalProperties: false },
+)
+
+const runs: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/runs',
+    {
+      schema: {
+        tags: ['runs'],
+        summary: 'List runs, newest first',
+        querystring: RunQuery,
+        response: { 200: Page(RunRef), ...errors(400) },
+      },
+    },
+    async (request) => {
+      const { limit = 50, cursor, ...filter } = request.query
+      return await app.runs.list(filter, limit, cursor)
+    },
+  )
+
+  app.get(
+    '/runs/:id',
+    {
+      schema: {
+        tags: ['runs'],
+        summary: 'One run',
+        params: RunId,
+        response: { 200: RunRef, ...errors(400, 404) },
+      },
+    },
+    async (request, reply) => {
+      const run = await app.runs.get(request.params.id)
+      return run ?? reply.notFound(`run ${request.params.id} does not exist`)
+    },
+  )
+
+  app.post(
+    '/runs/:id/cancel',
+    {
+      schema: {
+        tags: ['runs'],
+        summary: 'Cancel a queued or running run',
+        description: 'A queued run is cancelled at once; a running one is aborted through its signal.',
+        params: RunId,
+        response: { 202: RunRef, ...errors(400, 404, 409) },
+      },
+    },
+    async (request, reply) => reply.code(202).send(await app.runner.cancel(request.params.id)),
+  )
+}
+
+export default runs

@@ -1,0 +1,59 @@
+// Main: load config, start the embedded database when no DATABASE_URL is given, build the app,
+// listen, and shut everything down cleanly on SIGINT/SIGTERM.
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.js'
+import { ConfigError, loadConfig } from './config.js'
+import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js'
+
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadConfig>
+  try {
+    config = loadConfig()
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`steward: ${err.message}\n`)
+      process.exit(2)
+    }
+    throw err
+  }
+
+  let embedded: EmbeddedDatabase | undefined
+  if (!config.databaseUrl) {
+    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir })
+    config = { ...config, databaseUrl: embedded.url }
+  }
+
+  const app = await buildApp(config, {
+    logger: {
+      level: config.logLevel,
+      redact: ['req.headers.authorization', 'req.headers.cookie'],
+    },
+  }).catch(async (err) => {
+    await embedded?.stop()
+    throw err
+  })
+  if (embedded) app.log.info({ port: embedded.port, dataDir: config.dataDir }, 'embedded PostgreSQL started')
+
+  // First signal: graceful (running jobs get SHUTDOWN_GRACE_MS); a second signal forces exit.
+  closeWithGrace({ delay: config.shutdownGraceMs + 15_000 }, async ({ signal, err }) => {
+    if (err) app.log.error({ err }, 'shutting down after an error')
+    else app.log.info({ signal }, 'shutting down')
+    await app.close()
+    await embedded?.stop()
+    app.log.info('stopped')
+  })
+
+  try {
+    await app.listen({ port: config.port, host: config.host })
+  } catch (err) {
+    app.log.error({ err }, 'could not listen')
+    await app.close()
+    await embedded?.stop()
+    process.exit(1)
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`steward: failed to start: ${err instanceof Error ? err.stack : String(err)}\n`)
+  process.exit(1)
+})
