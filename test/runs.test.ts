@@ -1,0 +1,122 @@
+import t from 'tap'
+import { buildTestApp } from './helper.js'
+
+t.test('run history: newest first, filters, keyset pagination', async (t) => {
+  const app = await buildTestApp(t, { env: { SCHEDULER_ENABLED: 'false' } })
+  // 120 finished runs spread over jobs, states, triggers and two days.
+  await app.sql`
+    insert into job_runs (job, schedule, trigger, state, args, queued_at, started_at, finished_at, scheduled_for)
+    select case when i % 2 = 0 then 'cache-clear' else 'other-job' end,
+           case when i % 3 = 0 then 'nightly' else null end,
+           case when i % 3 = 0 then 'schedule' else 'manual' end,
+           case when i % 5 = 0 then 'failed' else 'succeeded' end,
+           jsonb_build_object('i', i),
+           timestamptz '2026-01-01T00:00:00Z' + i * interval '30 minutes',
+           timestamptz '2026-01-01T00:00:00Z' + i * interval '30 minutes',
+           timestamptz '2026-01-01T00:00:01Z' + i * interval '30 minutes',
+           case when i % 3 = 0 then timestamptz '2026-01-01T00:00:00Z' + i * interval '30 minutes' end
+    from generate_series(1, 120) i`
+
+  t.test('pages walk every run exactly once, newest first', async (t) => {
+    const seen: number[] = []
+    let cursor: string | null = null
+    let pages = 0
+    do {
+      const url: string = `/runs?limit=25${cursor ? `&cursor=${cursor}` : ''}`
+      const res = await app.inject(url)
+      t.equal(res.statusCode, 200)
+      const body = res.json()
+      seen.push(...body.items.map((r: { args: { i: number } }) => r.args.i))
+      cursor = body.nextCursor
+      pages++
+    } while (cursor)
+    t.equal(pages, 5)
+    t.same(
+      seen,
+      Array.from({ length: 120 }, (_, k) => 120 - k),
+    )
+  })
+
+  t.test('an exact last page has a null nextCursor', async (t) => {
+    const body = (await app.inject('/runs?limit=120')).json()
+    t.equal(body.items.length, 120)
+    t.equal(body.nextCursor, null)
+    t.equal((await app.inject('/runs')).json().items.length, 50, 'default limit 50')
+  })
+
+  t.test('filters combine', async (t) => {
+    const failedCache = (await app.inject('/runs?job=cache-clear&state=failed&limit=500')).json().items
+    t.equal(failedCache.length, 12)
+    t.ok(
+      failedCache.every(
+        (r: { job: string; state: string }) => r.job === 'cache-clear' && r.state === 'failed',
+      ),
+    )
+    const scheduled = (await app.inject('/runs?schedule=nightly&trigger=schedule&limit=500')).json().items
+    t.equal(scheduled.length, 40)
+    t.equal(scheduled[0].scheduledFor, '2026-01-03T12:00:00.000Z')
+    const window = (
+      await app.inject('/runs?since=2026-01-02T00:00:00Z&until=2026-01-02T06:00:00Z&limit=500')
+    ).json().items
+    t.same(
+      window.map((r: { args: { i: number } }) => r.args.i),
+      [59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48],
+    )
+    const filteredPage = (await app.inject('/runs?job=other-job&limit=10')).json()
+    const next = (await app.inject(`/runs?job=other-job&limit=10&cursor=${filteredPage.nextCursor}`)).json()
+    t.same(
+      next.items.map((r: { args: { i: number } }) => r.args.i),
+      [99, 97, 95, 93, 91, 89, 87, 85, 83, 81],
+    )
+  })
+
+  t.test('a run has the documented shape', async (t) => {
+    const [run] = (await app.inject('/runs?limit=1')).json().items
+    t.same(Object.keys(run).sort(), [
+      'args',
+      'attempt',
+      'durationMs',
+      'error',
+      'finishedAt',
+      'id',
+      'instance',
+      'job',
+      'maxAttempts',
+      'queuedAt',
+      'result',
+      'retryOf',
+      'schedule',
+      'scheduledFor',
+      'startedAt',
+      'state',
+      'trigger',
+    ])
+    t.equal(run.durationMs, 1000)
+    const one = await app.inject(`/runs/${run.id}`)
+    t.same(one.json(), run)
+    t.equal((await app.inject('/runs/123456789')).statusCode, 404)
+  })
+
+  t.test('bad query parameters are 400s that say what is wrong', async (t) => {
+    const bad: Array<[string, RegExp]> = [
+      ['/runs?limit=0', /limit/],
+      ['/runs?limit=501', /limit/],
+      ['/runs?limit=ten', /limit/],
+      ['/runs?state=exploded', /state/],
+      ['/runs?trigger=cosmic', /trigger/],
+      ['/runs?since=yesterday', /since/],
+      ['/runs?cursor=bm9wZQ', /cursor/],
+      ['/runs?colour=red', /additional/],
+      ['/runs/0', /id/],
+      ['/runs/1e400', /id/],
+      ['/runs?limit=1e400', /limit/],
+      ['/schedules?count=1e400', /count/],
+      ['/schedules/cache-clear?count=-1e999', /count/],
+    ]
+    for (const [url, message] of bad) {
+      const res = await app.inject(url)
+      t.equal(res.statusCode, 400, url)
+      t.match(res.json().message, message, url)
+    }
+  })
+})

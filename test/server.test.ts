@@ -1,0 +1,123 @@
+// The real server process: `npm start`'s entry point with an embedded PostgreSQL, on a real port.
+import { type ChildProcess, spawn } from 'node:child_process'
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import t from 'tap'
+import { freePort } from '../src/db/embedded.js'
+import { createTestDatabase, eventually } from './helper.js'
+
+const ROOT = path.resolve(import.meta.dirname, '..')
+
+interface Server {
+  child: ChildProcess
+  base: string
+  output: () => string
+  exited: Promise<number | null>
+}
+
+async function startServer(env: Record<string, string>): Promise<Server> {
+  const port = await freePort()
+  let output = ''
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  child.stdout?.on('data', (d) => (output += d))
+  child.stderr?.on('data', (d) => (output += d))
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  const base = `http://127.0.0.1:${port}`
+  await eventually(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`server exited early:\n${output}`)
+      const res = await fetch(`${base}/ready`).catch(() => null)
+      return res?.status === 200 ? true : undefined
+    },
+    60_000,
+    'the server to be ready',
+  )
+  return { child, base, output: () => output, exited }
+}
+
+/** Processes whose command line mentions `needle` (the postgres server and its workers). */
+async function processesMentioning(needle: string): Promise<number[]> {
+  const pids: number[] = []
+  for (const entry of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const cmdline = await fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')
+    if (cmdline.includes(needle)) pids.push(Number(entry))
+  }
+  return pids
+}
+
+t.test('npm start with no configuration: embedded PostgreSQL, clean shutdown, state kept', async (t) => {
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'steward-server-'))
+  t.teardown(() => fs.rm(dataDir, { recursive: true, force: true }))
+  const env = { DATA_DIR: dataDir, SCHEDULER_TIMEZONE: 'UTC' }
+
+  const first = await startServer(env)
+  t.ok(
+    (await processesMentioning(path.join(dataDir, 'pg'))).length > 0,
+    'embedded postgres runs under DATA_DIR/pg',
+  )
+  const schedules = (await (await fetch(`${first.base}/schedules`)).json()) as { items: { name: string }[] }
+  t.same(
+    schedules.items.map((s) => s.name),
+    ['cache-clear'],
+  )
+  const edit = await fetch(`${first.base}/schedules/cache-clear`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ cron: '45 3 * * *' }),
+  })
+  t.equal(edit.status, 200)
+  const trigger = await fetch(`${first.base}/jobs/cache-clear/runs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{}',
+  })
+  t.equal(trigger.status, 202)
+  const { id } = (await trigger.json()) as { id: number }
+  await eventually(async () => {
+    const run = (await (await fetch(`${first.base}/runs/${id}`)).json()) as { state: string }
+    return run.state === 'succeeded' ? run : undefined
+  })
+
+  first.child.kill('SIGTERM')
+  t.equal(await first.exited, 0, 'SIGTERM exits 0')
+  t.match(first.output(), /"msg":"run started"/)
+  t.match(first.output(), /"msg":"run finished"/)
+  t.same(await processesMentioning(path.join(dataDir, 'pg')), [], 'no postgres process is left behind')
+
+  const second = await startServer(env)
+  const kept = (await (await fetch(`${second.base}/schedules/cache-clear`)).json()) as { cron: string }
+  t.equal(kept.cron, '45 3 * * *', 'the edit survived the restart')
+  const run = (await (await fetch(`${second.base}/runs/${id}`)).json()) as { state: string }
+  t.equal(run.state, 'succeeded', 'the run history survived the restart')
+  second.child.kill('SIGINT')
+  t.equal(await second.exited, 0, 'SIGINT exits 0')
+  t.same(await processesMentioning(path.join(dataDir, 'pg')), [])
+})
+
+t.test('with DATABASE_URL it uses that server and starts no embedded one', async (t) => {
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'steward-server-'))
+  t.teardown(() => fs.rm(dataDir, { recursive: true, force: true }))
+  const server = await startServer({ DATA_DIR: dataDir, DATABASE_URL: await createTestDatabase(t) })
+  t.equal((await fetch(`${server.base}/health`)).status, 200)
+  await t.rejects(fs.stat(path.join(dataDir, 'pg')), 'no embedded cluster was created')
+  server.child.kill('SIGTERM')
+  t.equal(await server.exited, 0)
+})
+
+t.test('a bad configuration value stops start-up with a message naming the variable', async (t) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: 'eighty', SCHEDULER_TIMEZONE: 'UTC' },
+  })
+  let stderr = ''
+  child.stderr.on('data', (d) => (stderr += d))
+  const code = await new Promise((resolve) => child.on('exit', resolve))
+  t.equal(code, 2)
+  t.match(stderr, /PORT="eighty" is invalid/)
+})
