@@ -48,6 +48,14 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   for (const schema of [ErrorReply, Run, Schedule, Job]) app.addSchema(schema)
   await app.register(swagger)
   app.setErrorHandler(errorHandler)
+  // An empty JSON body (curl -X POST -H 'content-type: application/json', or Swagger UI with the
+  // editor cleared) means "no body", not a parse error; the routes fill in their defaults.
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = body.toString()
+    if (text.trim() === '') return done(null, undefined)
+    return parseJson(request, text, done)
+  })
   app.addHook('preValidation', rejectInfiniteNumbers)
 
   if (!options.documentationOnly) {

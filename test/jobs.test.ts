@@ -65,6 +65,14 @@ t.test('jobs and manual runs', async (t) => {
     const run = (await app.inject({ method: 'POST', url: '/jobs/sleeper/runs' })).json()
     t.same(run.args, { ms: 0 })
     await waitForState(app, run.id, ['succeeded'])
+    const emptyJson = await app.inject({
+      method: 'POST',
+      url: '/jobs/sleeper/runs',
+      headers: { 'content-type': 'application/json' },
+      payload: '',
+    })
+    t.equal(emptyJson.statusCode, 202, 'an empty JSON body is no body')
+    await waitForState(app, emptyJson.json().id, ['succeeded'])
   })
 
   t.test('bad args are a 400 naming the field', async (t) => {

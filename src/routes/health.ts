@@ -32,10 +32,11 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (_request, reply) => {
-      const database = await app.sql`select 1`.then(
-        () => 'ok' as const,
-        () => 'unreachable' as const,
-      )
+      // A down database can take connect_timeout to fail; a probe must answer sooner.
+      const database = await Promise.race([
+        app.sql`select 1`.then(() => 'ok' as const),
+        new Promise<'unreachable'>((resolve) => setTimeout(resolve, 2000, 'unreachable')),
+      ]).catch(() => 'unreachable' as const)
       const scheduler = !app.config.schedulerEnabled
         ? ('disabled' as const)
         : app.scheduler.isRunning()

@@ -7,7 +7,10 @@ import path from 'node:path'
 import postgres from 'postgres'
 import { startEmbeddedPostgres } from '../../src/db/embedded.js'
 import { migrate } from '../../src/db/migrate.js'
-import { STATE_FILE, TEMPLATE_DB, type TestDbState } from './state.js'
+import { TEMPLATE_DB, type TestDbState } from './state.js'
+
+// Passed by start-db.ts: our own parent is not the tap runner.
+const STATE_FILE = process.argv[2] as string
 
 // Never outlive a test run that forgot to stop us.
 const MAX_LIFETIME_MS = 60 * 60_000
@@ -17,7 +20,6 @@ async function main() {
   const db = await startEmbeddedPostgres({ dataDir, database: TEMPLATE_DB, persistent: false })
   const stop = async () => {
     await db.stop().catch((err) => process.stderr.write(`stop: ${String(err)}\n`))
-    process.stderr.write('stopped pg\n')
     await fs.rm(dataDir, { recursive: true, force: true })
     await fs.rm(STATE_FILE, { force: true })
     process.exit(0)

@@ -26,8 +26,9 @@ async function useExternal(url: string): Promise<void> {
 }
 
 async function startEmbedded(): Promise<void> {
-  const log = await fs.open(path.join(path.dirname(STATE_FILE), 'test-db.log'), 'w')
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'db-daemon.ts')], {
+  const logFile = STATE_FILE.replace(/\.json$/, '.log')
+  const log = await fs.open(logFile, 'w')
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'db-daemon.ts'), STATE_FILE], {
     detached: true,
     stdio: ['ignore', log.fd, log.fd],
   })
@@ -37,7 +38,7 @@ async function startEmbedded(): Promise<void> {
   })
   const deadline = Date.now() + 60_000
   while (Date.now() < deadline) {
-    if (exited !== null) throw new Error(`test database exited (${exited}); see .tap/test-db.log`)
+    if (exited !== null) throw new Error(`test database exited (${exited}); see ${logFile}`)
     if (await fs.stat(STATE_FILE).catch(() => null)) {
       child.unref()
       await log.close()
@@ -46,7 +47,7 @@ async function startEmbedded(): Promise<void> {
     await new Promise((r) => setTimeout(r, 50))
   }
   child.kill('SIGTERM')
-  throw new Error('test database did not start within 60 s; see .tap/test-db.log')
+  throw new Error(`test database did not start within 60 s; see ${logFile}`)
 }
 
 await fs.mkdir(path.dirname(STATE_FILE), { recursive: true })

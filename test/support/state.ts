@@ -1,7 +1,9 @@
 // Where the test run's database lives, shared by the before/after scripts and test/helper.ts.
 import { fileURLToPath } from 'node:url'
 
-export const STATE_FILE = fileURLToPath(new URL('../../.tap/test-db.json', import.meta.url))
+// Keyed by the tap runner's pid, the parent of the before/after scripts and of every test file, so
+// two test runs in one checkout (an editor's and a terminal's) never share a database.
+export const STATE_FILE = fileURLToPath(new URL(`../../.tap/test-db-${process.ppid}.json`, import.meta.url))
 export const TEMPLATE_DB = 'steward_template'
 
 export interface TestDbState {
