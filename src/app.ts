@@ -29,6 +29,8 @@ export interface BuildOptions {
   /** Jobs to register; defaults to the registry in src/jobs. */
   jobs?: AnyJob[]
   logger?: FastifyServerOptions['logger']
+  /** What time it is for catch-up decisions; tests pass a fixed clock. */
+  clock?: () => Date
   /** Routes and schemas only, no database: for generating the OpenAPI document. */
   documentationOnly?: boolean
 }
@@ -62,7 +64,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     if (!config.databaseUrl)
       throw new Error('buildApp needs config.databaseUrl (server.ts starts the embedded one)')
     await app.register(db, { databaseUrl: config.databaseUrl })
-    await app.register(scheduler, { config, jobs: options.jobs ?? registeredJobs })
+    await app.register(scheduler, { config, jobs: options.jobs ?? registeredJobs, clock: options.clock })
   }
 
   await app.register(health)

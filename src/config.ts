@@ -17,10 +17,19 @@ export const ConfigSchema = Type.Object({
   BACKUP_DATABASES: Type.Optional(Type.String()),
   BACKUP_KEEP_HOURLY: Type.Integer({ minimum: 1, default: 6 }),
   BACKUP_KEEP_DAILY: Type.Integer({ minimum: 1, default: 7 }),
+  BACKUP_FORMAT: Type.Enum(['plain', 'custom'], { default: 'plain' }),
+  BACKUP_COMPRESS: Type.Enum(['none', 'gzip'], { default: 'none' }),
+  BACKUP_PG_BIN_DIR: Type.Optional(Type.String({ minLength: 1 })),
   TEMPLATES_DIR: Type.String({ minLength: 1, default: './templates_data' }),
   SCHEDULER_TIMEZONE: Type.String({ minLength: 1, default: 'UTC' }),
   SCHEDULER_ENABLED: Type.Boolean({ default: true }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30_000 }),
+  RUN_HEARTBEAT_MS: Type.Integer({ minimum: 100, default: 5000 }),
+  RUN_STALE_MS: Type.Integer({ minimum: 500, default: 30_000 }),
+  RUN_POLL_MS: Type.Integer({ minimum: 50, default: 1000 }),
+  RETRY_BASE_MS: Type.Integer({ minimum: 0, default: 10_000 }),
+  RETRY_MAX_MS: Type.Integer({ minimum: 0, default: 10 * 60_000 }),
+  RUNS_RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),
   CACHE_CLEAR_BATCH: Type.Integer({ minimum: 1, maximum: 100_000, default: 5000 }),
   LOG_LEVEL: Type.Union([LogLevel], { default: 'info' }),
   STEWARD_ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
@@ -39,12 +48,28 @@ export interface Config {
   backupDatabases: string[]
   backupKeepHourly: number
   backupKeepDaily: number
+  /** plain: pg_dump SQL (.sql); custom: pg_dump -Fc archives (.dump) for pg_restore. */
+  backupFormat: 'plain' | 'custom'
+  /** gzip: plain dumps compressed by pg_dump (.sql.gz). Custom archives are always compressed. */
+  backupCompress: 'none' | 'gzip'
+  /** Where pg_dump, pg_restore and psql are; unset: PATH, then /usr/lib/postgresql/<major>/bin. */
+  backupPgBinDir?: string
   templatesDir: string
   schedulerTimezone: string
   /** false: serve the API but fire no schedules (useful for read-only replicas and some tests). */
   schedulerEnabled: boolean
   /** How long running jobs may finish after SIGTERM before they are aborted. */
   shutdownGraceMs: number
+  /** How often a running run's row is marked alive. */
+  runHeartbeatMs: number
+  /** A running run whose heartbeat is older than this is failed as abandoned (and retried). */
+  runStaleMs: number
+  /** How often each instance looks for due queued runs (retries) and abandoned ones. */
+  runPollMs: number
+  /** Retry n waits min(retryMaxMs, retryBaseMs × 2^(n−1)) × (1 + jitter), jitter in [0, 0.25). */
+  retryBaseMs: number
+  retryMaxMs: number
+  runsRetentionDays: number
   cacheClearBatch: number
   logLevel: Static<typeof LogLevel>
   adminToken?: string
@@ -87,6 +112,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`bad configuration:\n  ${[...new Set(lines)].join('\n  ')}`)
   }
   const e = input as Env
+  if (e.RUN_STALE_MS < 2 * e.RUN_HEARTBEAT_MS) {
+    // Otherwise one late heartbeat would get a healthy run failed as abandoned.
+    throw new ConfigError(
+      `RUN_STALE_MS=${e.RUN_STALE_MS} must be at least twice RUN_HEARTBEAT_MS=${e.RUN_HEARTBEAT_MS}`,
+    )
+  }
   if (!isValidTimezone(e.SCHEDULER_TIMEZONE)) {
     throw new ConfigError(
       `SCHEDULER_TIMEZONE="${e.SCHEDULER_TIMEZONE}" is not an IANA timezone (e.g. UTC, Europe/Berlin)`,
@@ -104,10 +135,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .filter(Boolean),
     backupKeepHourly: e.BACKUP_KEEP_HOURLY,
     backupKeepDaily: e.BACKUP_KEEP_DAILY,
+    backupFormat: e.BACKUP_FORMAT,
+    backupCompress: e.BACKUP_COMPRESS,
+    backupPgBinDir: e.BACKUP_PG_BIN_DIR ? path.resolve(e.BACKUP_PG_BIN_DIR) : undefined,
     templatesDir: path.resolve(e.TEMPLATES_DIR),
     schedulerTimezone: e.SCHEDULER_TIMEZONE,
     schedulerEnabled: e.SCHEDULER_ENABLED,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    runHeartbeatMs: e.RUN_HEARTBEAT_MS,
+    runStaleMs: e.RUN_STALE_MS,
+    runPollMs: e.RUN_POLL_MS,
+    retryBaseMs: e.RETRY_BASE_MS,
+    retryMaxMs: e.RETRY_MAX_MS,
+    runsRetentionDays: e.RUNS_RETENTION_DAYS,
     cacheClearBatch: e.CACHE_CLEAR_BATCH,
     logLevel: e.LOG_LEVEL,
     adminToken: e.STEWARD_ADMIN_TOKEN,

@@ -24,6 +24,7 @@ t.test('jobs and manual runs', async (t) => {
     t.same(body.items.map((j: { name: string }) => j.name).sort(), [
       'boom',
       'cache-clear',
+      'prune-runs',
       'sleeper',
       'stuck',
     ])

@@ -85,6 +85,7 @@ t.test('run history: newest first, filters, keyset pagination', async (t) => {
       'queuedAt',
       'result',
       'retryOf',
+      'runAfter',
       'schedule',
       'scheduledFor',
       'startedAt',

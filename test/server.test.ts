@@ -62,10 +62,7 @@ t.test('npm start with no configuration: embedded PostgreSQL, clean shutdown, st
     'embedded postgres runs under DATA_DIR/pg',
   )
   const schedules = (await (await fetch(`${first.base}/schedules`)).json()) as { items: { name: string }[] }
-  t.same(
-    schedules.items.map((s) => s.name),
-    ['cache-clear'],
-  )
+  t.same(schedules.items.map((s) => s.name).sort(), ['cache-clear', 'prune-runs'])
   const edit = await fetch(`${first.base}/schedules/cache-clear`, {
     method: 'PATCH',
     headers: { 'content-type': 'application/json' },

@@ -23,7 +23,8 @@ export interface JobDefinition<A extends TObject = TObject> {
   args: A
   timeoutMs: number
   maxAttempts: number
-  run(ctx: JobContext<Static<A>>): Promise<JsonValue | undefined>
+  /** The result is stored on the run as JSON (undefined properties dropped, as JSON.stringify does). */
+  run(ctx: JobContext<Static<A>>): Promise<unknown>
 }
 
 export type AnyJob = JobDefinition<TObject>

@@ -2,8 +2,9 @@
 // are not listed are never seeded or fired.
 import { cacheClear } from './cache-clear.js'
 import type { AnyJob } from './define.js'
+import { pruneRuns } from './prune-runs.js'
 
-export const jobs: AnyJob[] = [cacheClear as unknown as AnyJob]
+export const jobs: AnyJob[] = [cacheClear, pruneRuns]
 
 export type { AnyJob, JobContext, JobDefinition, JsonValue } from './define.js'
 export { defineJob } from './define.js'

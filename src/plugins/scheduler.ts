@@ -7,6 +7,7 @@ import { createRunner, type Runner } from '../services/runner.js'
 import { createRunsService, type RunsService } from '../services/runs.js'
 import { createScheduler, type Scheduler } from '../services/scheduler.js'
 import { createSchedulesService, type SchedulesService } from '../services/schedules.js'
+import { createSupervisor, type Supervisor } from '../services/supervisor.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,16 +17,18 @@ declare module 'fastify' {
     schedules: SchedulesService
     runner: Runner
     scheduler: Scheduler
+    supervisor: Supervisor
   }
 }
 
 export interface SchedulerOptions {
   config: Config
   jobs: AnyJob[]
+  clock?: () => Date
 }
 
 export default fp<SchedulerOptions>(
-  async (app, { config, jobs: jobList }) => {
+  async (app, { config, jobs: jobList, clock }) => {
     const jobs = new Map(jobList.map((job) => [job.name, job]))
     if (jobs.size !== jobList.length) throw new Error('two jobs share a name')
     const { sql } = app
@@ -33,7 +36,8 @@ export default fp<SchedulerOptions>(
     const runs = createRunsService(sql)
     const schedules = createSchedulesService(sql, jobs, config.schedulerTimezone)
     const runner = createRunner({ sql, runs, jobs, config, log })
-    const scheduler = createScheduler({ sql, runs, schedules, runner, jobs, log })
+    const scheduler = createScheduler({ sql, runs, schedules, runner, jobs, log, clock })
+    const supervisor = createSupervisor({ sql, runs, runner, config, log })
 
     app.decorate('config', config)
     app.decorate('jobs', jobs)
@@ -41,19 +45,24 @@ export default fp<SchedulerOptions>(
     app.decorate('schedules', schedules)
     app.decorate('runner', runner)
     app.decorate('scheduler', scheduler)
+    app.decorate('supervisor', supervisor)
 
     const seeded = await schedules.seedDefaults()
     if (seeded.length > 0) log.info({ seeded }, 'default schedules created')
 
-    if (config.schedulerEnabled) {
-      app.addHook('onReady', async () => {
-        await scheduler.start()
-        log.info({ schedules: scheduler.armed(), instance: config.instanceId }, 'scheduler started')
-      })
-    }
+    app.addHook('onReady', async () => {
+      // Every instance executes queued work and watches for abandoned runs; firing schedules can
+      // be turned off per instance.
+      await supervisor.start()
+      if (!config.schedulerEnabled) return
+      await scheduler.start()
+      log.info({ schedules: scheduler.armed(), instance: config.instanceId }, 'scheduler started')
+    })
+    // Stop firing first, then let running jobs finish (still heartbeating), then stop supervising.
     app.addHook('preClose', async () => {
       await scheduler.stop()
       await runner.stop(config.shutdownGraceMs)
+      await supervisor.stop()
     })
   },
   { name: 'scheduler', dependencies: ['db'] },

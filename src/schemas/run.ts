@@ -23,6 +23,7 @@ export const Run = Type.Object(
     args: JsonObject,
     scheduledFor: Nullable(Timestamp),
     queuedAt: Timestamp,
+    runAfter: Nullable({ ...Timestamp, description: 'A queued retry waits until then.' }),
     startedAt: Nullable(Timestamp),
     finishedAt: Nullable(Timestamp),
     durationMs: Nullable(Type.Integer()),

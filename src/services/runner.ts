@@ -1,6 +1,6 @@
 // The runner executes runs in this process: queued → running → succeeded | failed | cancelled,
-// with a timeout per job, cancellation through an AbortSignal, and a record of every outcome.
-// A job that throws fails its run; nothing a job does can take the server down.
+// with a timeout per job, cancellation through an AbortSignal, retries with backoff, and a record of
+// every outcome. A job that throws fails its run; nothing a job does can take the server down.
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
@@ -20,6 +20,17 @@ export class RunAbort extends Error {
   }
 }
 
+export const CANCEL_CHANNEL = 'steward_cancel'
+
+/**
+ * Delay before retry attempt `attempt + 1`: min(max, base × 2^(attempt−1)), plus up to 25% jitter so
+ * runs that failed together do not retry in lock-step.
+ */
+export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
+  const backoff = Math.min(maxMs, baseMs * 2 ** (attempt - 1))
+  return Math.round(backoff * (1 + 0.25 * random()))
+}
+
 export interface RunnerDeps {
   sql: Sql
   runs: RunsService
@@ -33,11 +44,18 @@ type Outcome = { state: 'succeeded' | 'failed' | 'cancelled'; result?: JsonValue
 export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
   const events = new EventEmitter<{ run: [Run] }>()
   const active = new Map<number, AbortController>()
-  const inFlight = new Set<Promise<void>>()
+  /** Executions (bookkeeping included) and job bodies, which may outlive an aborted execution. */
+  const inFlight = new Set<Promise<unknown>>()
+  const bodies = new Set<Promise<unknown>>()
   let accepting = true
 
   const publish = (run: Run | null) => {
     if (run) events.emit('run', run)
+  }
+
+  const track = (set: Set<Promise<unknown>>, work: Promise<unknown>) => {
+    set.add(work)
+    void work.finally(() => set.delete(work)).catch(() => {})
   }
 
   function jobOf(name: string): AnyJob {
@@ -46,30 +64,39 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
     return job
   }
 
-  /** Starts executing an already-inserted queued run; returns at once. */
-  function start(run: Run): void {
-    const job = jobs.get(run.job)
-    const work = (job ? execute(job, run) : failUnknownJob(run)).catch((err) =>
-      log.error({ err, runId: run.id, job: run.job }, 'runner could not record a run outcome'),
-    )
-    inFlight.add(work)
-    void work.finally(() => inFlight.delete(work))
+  /** Starts a queued run inserted by this process, unless another actor got to it first. */
+  function start(queued: Run): void {
+    launch(async () => {
+      const run = await runs.markRunning(queued.id, config.instanceId)
+      if (run) await execute(run)
+    }, queued)
   }
 
-  async function failUnknownJob(run: Run): Promise<void> {
-    await runs.markRunning(run.id, config.instanceId)
-    publish(
-      await runs.finish(run.id, {
-        state: 'failed',
-        error: { code: 'unknown_job', message: `job "${run.job}" is not registered` },
-      }),
+  /** Executes a run already marked running for this instance (claimed by a poller). */
+  function resume(run: Run): void {
+    launch(() => execute(run), run)
+  }
+
+  function launch(work: () => Promise<void>, run: Run): void {
+    track(
+      inFlight,
+      work().catch((err) =>
+        log.error({ err, runId: run.id, job: run.job }, 'runner could not record a run outcome'),
+      ),
     )
   }
 
-  async function execute(job: AnyJob, queued: Run): Promise<void> {
-    const run = await runs.markRunning(queued.id, config.instanceId)
-    if (!run) return // cancelled before it started
+  async function execute(run: Run): Promise<void> {
     publish(run)
+    const job = jobs.get(run.job)
+    if (!job) {
+      const error = {
+        code: 'unknown_job',
+        message: `job "${run.job}" is not registered on ${config.instanceId}`,
+      }
+      publish(await runs.finish(run.id, { state: 'failed', error }))
+      return
+    }
     const controller = new AbortController()
     active.set(run.id, controller)
     const timer = setTimeout(
@@ -84,19 +111,17 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
     )
     let outcome: Outcome
     try {
-      const result = await untilAborted(
-        job.run({
-          args: run.args,
-          signal: controller.signal,
-          log: runLog,
-          sql,
-          runId: String(run.id),
-          attempt: run.attempt,
-          config,
-        }),
-        controller.signal,
-      )
-      outcome = { state: 'succeeded', result: toJson(result) }
+      const body = job.run({
+        args: run.args,
+        signal: controller.signal,
+        log: runLog,
+        sql,
+        runId: String(run.id),
+        attempt: run.attempt,
+        config,
+      })
+      track(bodies, body)
+      outcome = { state: 'succeeded', result: toJson(await untilAborted(body, controller.signal)) }
     } catch (err) {
       outcome = failure(err, controller.signal)
     } finally {
@@ -110,10 +135,47 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
       { state: outcome.state, durationMs: finished?.durationMs, error: outcome.error },
       'run finished',
     )
+    if (finished?.state === 'failed') await retryIfAllowed(finished)
+  }
+
+  /**
+   * Queues the next attempt of a failed run while attempts remain. An interrupted run (shutdown)
+   * did nothing wrong, so it always gets one more attempt.
+   */
+  async function retryIfAllowed(failed: Run): Promise<Run | null> {
+    const interrupted = failed.error?.code === 'interrupted'
+    if (!interrupted && failed.attempt >= failed.maxAttempts) return null
+    const maxAttempts = interrupted ? Math.max(failed.maxAttempts, failed.attempt + 1) : failed.maxAttempts
+    const delay = retryDelayMs(failed.attempt, config.retryBaseMs, config.retryMaxMs)
+    const retry = await persist(() => runs.insertRetry(failed, delay, maxAttempts))
+    log.info({ runId: retry.id, retryOf: failed.id, attempt: retry.attempt, delayMs: delay }, 'retry queued')
+    publish(retry)
+    return retry
+  }
+
+  /** Aborts a run executing in this process; false when it is not here. */
+  function abortLocal(id: number, reason: RunAbort): boolean {
+    const controller = active.get(id)
+    if (!controller) return false
+    controller.abort(reason)
+    return true
+  }
+
+  async function waitUntilEnded(id: number, ms: number): Promise<Run | null> {
+    const deadline = Date.now() + ms
+    for (;;) {
+      const run = await runs.get(id)
+      if (!run || (run.state !== 'running' && run.state !== 'queued') || Date.now() > deadline) return run
+      await sleep(50)
+    }
   }
 
   return {
     events,
+    start,
+    resume,
+    retryIfAllowed,
+    abortLocal,
 
     /** Validates args, records a queued run and starts it. */
     async trigger(name: string, rawArgs: unknown, trigger: RunTrigger = 'manual'): Promise<Run> {
@@ -126,9 +188,10 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
       return run
     },
 
-    start,
-
-    /** Cancels a queued run at once, a running one in this process through its signal. */
+    /**
+     * Cancels a queued run at once; a running one is aborted through its signal, here or on the
+     * instance running it (told through NOTIFY, and through its next heartbeat as a fallback).
+     */
     async cancel(id: number): Promise<Run> {
       const run = await runs.requestCancel(id)
       if (!run) {
@@ -142,36 +205,38 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
         publish(run)
         return run
       }
-      const controller = active.get(id)
-      if (controller) {
-        controller.abort(new RunAbort('cancelled', 'cancelled by request'))
-        await waitUntilEnded(id, 2000)
-      }
-      return (await runs.get(id)) ?? run
+      const reason = new RunAbort('cancelled', 'cancelled by request')
+      if (!abortLocal(id, reason)) await sql`select pg_notify(${CANCEL_CHANNEL}, ${String(id)})`
+      return (await waitUntilEnded(id, 3000)) ?? run
     },
 
-    activeCount: () => active.size,
+    activeIds: () => [...active.keys()],
+
+    accepting: () => accepting,
 
     /** Stops accepting work, lets running jobs finish for graceMs, then aborts them. */
     async stop(graceMs: number): Promise<void> {
       accepting = false
-      const all = Promise.allSettled([...inFlight])
-      const graceful = await Promise.race([all.then(() => true), sleep(graceMs).then(() => false)])
-      if (graceful) return
-      for (const controller of active.values()) {
-        controller.abort(new RunAbort('interrupted', 'the server shut down while the run was in progress'))
+      const finished = await settleWithin(inFlight, graceMs)
+      if (!finished) {
+        for (const controller of active.values()) {
+          controller.abort(new RunAbort('interrupted', 'the server shut down while the run was in progress'))
+        }
+        await settleWithin(inFlight, 5000)
       }
-      await Promise.race([Promise.allSettled([...inFlight]), sleep(5000)])
+      // Aborted jobs clean up after themselves (child processes get SIGTERM, then SIGKILL after
+      // 10 s); wait for that so nothing they started outlives the process.
+      await settleWithin(bodies, 12_000)
     },
-  }
-
-  async function waitUntilEnded(id: number, ms: number): Promise<void> {
-    const deadline = Date.now() + ms
-    while (active.has(id) && Date.now() < deadline) await sleep(20)
   }
 }
 
 export type Runner = ReturnType<typeof createRunner>
+
+async function settleWithin(set: Set<Promise<unknown>>, ms: number): Promise<boolean> {
+  const all = Promise.allSettled([...set]).then(() => true)
+  return await Promise.race([all, sleep(ms).then(() => false)])
+}
 
 /** Settles with the job's promise, or rejects with the signal's reason as soon as it aborts. */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -212,13 +277,13 @@ function toJson(result: unknown): JsonValue | null {
   }
 }
 
-/** Recording an outcome must survive a short database blip: retry with backoff for ~30 s. */
+/** Recording an outcome must survive a short database outage: retry with backoff for ~60 s. */
 async function persist<T>(write: () => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await write()
     } catch (err) {
-      if (attempt >= 6) throw err
+      if (attempt >= 7) throw err
       await sleep(500 * 2 ** attempt)
     }
   }

@@ -27,6 +27,8 @@ export interface Run {
   args: Record<string, unknown>
   scheduledFor: string | null
   queuedAt: string
+  /** A queued retry waits until then. */
+  runAfter: string | null
   startedAt: string | null
   finishedAt: string | null
   durationMs: number | null
@@ -47,6 +49,7 @@ interface RunRow {
   args: Record<string, unknown>
   scheduledFor: Date | null
   queuedAt: Date
+  runAfter: Date | null
   startedAt: Date | null
   finishedAt: Date | null
   result: JsonValue | null
@@ -69,6 +72,7 @@ export function toRun(row: RunRow): Run {
     args: row.args,
     scheduledFor: iso(row.scheduledFor),
     queuedAt: row.queuedAt.toISOString(),
+    runAfter: iso(row.runAfter),
     startedAt: iso(row.startedAt),
     finishedAt: iso(row.finishedAt),
     durationMs: row.startedAt && row.finishedAt ? row.finishedAt.getTime() - row.startedAt.getTime() : null,
@@ -96,6 +100,8 @@ export interface NewRun {
   maxAttempts: number
   retryOf?: number | null
   scheduledFor?: Date | null
+  /** Not before this many ms from now (retries). */
+  delayMs?: number
 }
 
 export type FireOutcome = { outcome: 'claimed' | 'skipped'; run: Run } | { outcome: 'taken' }
@@ -112,6 +118,7 @@ const COLUMNS = [
   'args',
   'scheduled_for',
   'queued_at',
+  'run_after',
   'started_at',
   'finished_at',
   'result',
@@ -122,6 +129,19 @@ const COLUMNS = [
 export function createRunsService(sql: Sql) {
   const columns = sql(COLUMNS)
   const one = (rows: RunRow[]) => (rows[0] ? toRun(rows[0]) : null)
+
+  /** A queued run: started at once by whoever inserted it, or later by a poller when delayed. */
+  async function insertQueued(run: NewRun): Promise<Run> {
+    const [row] = await sql<RunRow[]>`
+      insert into job_runs (job, schedule, trigger, state, attempt, max_attempts, retry_of, args, scheduled_for,
+                            run_after)
+      values (${run.job}, ${run.schedule ?? null}, ${run.trigger}, 'queued', ${run.attempt ?? 1},
+              ${run.maxAttempts}, ${run.retryOf ?? null}, ${sql.json(run.args as JsonValue)},
+              ${run.scheduledFor ?? null},
+              ${run.delayMs ? sql`now() + ${run.delayMs} * interval '1 millisecond'` : null})
+      returning ${columns}`
+    return toRun(row as RunRow)
+  }
 
   return {
     async get(id: number): Promise<Run | null> {
@@ -148,16 +168,7 @@ export function createRunsService(sql: Sql) {
       return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null }
     },
 
-    /** A run that will start right away in this process. */
-    async insertQueued(run: NewRun): Promise<Run> {
-      const [row] = await sql<RunRow[]>`
-        insert into job_runs (job, schedule, trigger, state, attempt, max_attempts, retry_of, args, scheduled_for)
-        values (${run.job}, ${run.schedule ?? null}, ${run.trigger}, 'queued', ${run.attempt ?? 1},
-                ${run.maxAttempts}, ${run.retryOf ?? null}, ${sql.json(run.args as JsonValue)},
-                ${run.scheduledFor ?? null})
-        returning ${columns}`
-      return toRun(row as RunRow)
-    },
+    insertQueued,
 
     /**
      * Claims one fire of a schedule. The unique key (schedule, scheduled_for) makes exactly one
@@ -238,6 +249,79 @@ export function createRunsService(sql: Sql) {
           where id = ${id} and state in ('queued', 'running')
           returning ${columns}`,
       )
+    },
+
+    /**
+     * Takes the oldest due queued run for this instance (queued → running). Skip locked: several
+     * instances polling at once each get a different run, or none.
+     */
+    async claimDue(instance: string): Promise<Run | null> {
+      return one(
+        await sql<RunRow[]>`
+          update job_runs set state = 'running', started_at = now(), heartbeat_at = now(), instance = ${instance}
+          where id = (
+            select id from job_runs
+            where state = 'queued' and coalesce(run_after, queued_at) <= now()
+            order by coalesce(run_after, queued_at), id
+            limit 1
+            for update skip locked
+          )
+          returning ${columns}`,
+      )
+    },
+
+    /**
+     * Marks this instance's runs alive. Returns the ids still running here (a run missing from it was
+     * taken away, e.g. failed as abandoned during an outage) and those whose cancel was requested.
+     */
+    async heartbeat(ids: number[], instance: string): Promise<{ alive: number[]; cancel: number[] }> {
+      if (ids.length === 0) return { alive: [], cancel: [] }
+      const rows = await sql<{ id: string; cancelRequestedAt: Date | null }[]>`
+        update job_runs set heartbeat_at = now()
+        where id = any(${ids}::bigint[]) and state = 'running' and instance = ${instance}
+        returning id, cancel_requested_at`
+      return {
+        alive: rows.map((r) => Number(r.id)),
+        cancel: rows.filter((r) => r.cancelRequestedAt !== null).map((r) => Number(r.id)),
+      }
+    },
+
+    /** Fails running runs whose instance stopped heartbeating (crashed, killed, partitioned). */
+    async failAbandoned(staleMs: number): Promise<Run[]> {
+      const rows = await sql<RunRow[]>`
+        update job_runs set state = 'failed', finished_at = now(),
+          error = jsonb_build_object(
+            'code', 'abandoned',
+            'message', format('instance %s stopped reporting for this run (last heartbeat %s)',
+                              coalesce(instance, 'unknown'), heartbeat_at))
+        where state = 'running' and heartbeat_at < now() - ${staleMs} * interval '1 millisecond'
+        returning ${columns}`
+      return rows.map(toRun)
+    },
+
+    /** The next attempt of a failed run, due after `delayMs`. */
+    async insertRetry(failed: Run, delayMs: number, maxAttempts = failed.maxAttempts): Promise<Run> {
+      return await insertQueued({
+        job: failed.job,
+        schedule: failed.schedule,
+        trigger: 'retry',
+        args: failed.args,
+        attempt: failed.attempt + 1,
+        maxAttempts,
+        retryOf: failed.retryOf ?? failed.id,
+        scheduledFor: failed.scheduledFor ? new Date(failed.scheduledFor) : null,
+        delayMs,
+      })
+    },
+
+    /** The latest fire claimed (run or skipped) of each of the given schedules. */
+    async lastFires(names: string[]): Promise<Map<string, Date>> {
+      if (names.length === 0) return new Map()
+      const rows = await sql<{ schedule: string; last: Date }[]>`
+        select schedule, max(scheduled_for) as last from job_runs
+        where schedule = any(${names}::text[]) and trigger in ('schedule', 'catch-up')
+        group by schedule`
+      return new Map(rows.map((r) => [r.schedule, r.last]))
     },
 
     /** The newest run of each of the given schedules. */

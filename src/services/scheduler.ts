@@ -19,8 +19,11 @@ interface Entry {
   missed: Date[]
 }
 
-/** At most this many missed fires of one stall are recorded, the latest ones. */
+/** At most this many missed fires of one gap are recorded, the latest ones. */
 const MAX_MISSED_RECORDED = 100
+
+/** Catch-up leaves fires younger than this to the timers that are firing them. */
+const CATCH_UP_SETTLE_MS = 2000
 
 export interface SchedulerDeps {
   sql: Sql
@@ -31,10 +34,13 @@ export interface SchedulerDeps {
   log: FastifyBaseLogger
   /** Safety net for missed notifications (ms). */
   reconcileIntervalMs?: number
+  /** What time it is, for catch-up; tests pass a fixed clock. */
+  clock?: () => Date
 }
 
 export function createScheduler(deps: SchedulerDeps) {
   const { runs, schedules, runner, jobs, log } = deps
+  const clock = deps.clock ?? (() => new Date())
   const entries = new Map<string, Entry>()
   let running = false
   let interval: NodeJS.Timeout | undefined
@@ -67,25 +73,55 @@ export function createScheduler(deps: SchedulerDeps) {
   }
 
   /**
-   * node-cron reports fires it could not make in time (a stalled event loop, a suspended machine)
-   * one by one, just before the on-time fire of the same beat if there is one. They are settled
-   * together: with catchUp 'latest' the most recent one runs, unless an on-time fire already did
-   * the chore; the rest are recorded as skipped with reason 'missed'.
+   * Settles fires that passed without a claim: with catchUp 'latest' the most recent one runs
+   * (trigger catch-up) unless an on-time fire already did the chore since; the others are recorded
+   * as skipped with reason 'missed'. Claims go through the unique key, so however many instances
+   * notice the same missed fires, each is settled once.
    */
-  function settleMissed(name: string): void {
+  async function settle(name: string, missed: Date[]): Promise<void> {
     const entry = entries.get(name)
-    if (!entry || entry.missed.length === 0) return
-    const missed = entry.missed.splice(0).slice(-MAX_MISSED_RECORDED)
-    const latest = missed[missed.length - 1] as Date
+    const latest = missed[missed.length - 1]
+    if (!entry || !latest) return
     const madeUp = entry.lastFire !== undefined && entry.lastFire > latest
     const runLatest = entry.schedule.catchUp === 'latest' && !madeUp
-    const skipped = runLatest ? missed.slice(0, -1) : missed
-    const reason = { code: 'missed', message: 'the process could not fire it in time' }
-    const settle = async () => {
-      for (const at of skipped) await fire(name, at, 'catch-up', reason)
-      if (runLatest) await fire(name, latest, 'catch-up')
+    const reason = { code: 'missed', message: 'no instance could fire it at the time' }
+    for (const at of runLatest ? missed.slice(0, -1) : missed) await fire(name, at, 'catch-up', reason)
+    if (runLatest) await fire(name, latest, 'catch-up')
+  }
+
+  /**
+   * node-cron reports fires it could not make in time (a stalled event loop, a suspended machine)
+   * one by one, just before the on-time fire of the same beat if there is one: collect them briefly.
+   */
+  function settleReported(name: string): void {
+    const entry = entries.get(name)
+    if (!entry) return
+    const missed = entry.missed.splice(0).slice(-MAX_MISSED_RECORDED)
+    settle(name, missed).catch((err) => log.error({ err, schedule: name }, 'could not record missed fires'))
+  }
+
+  /**
+   * Finds fires no instance claimed: downtime, a database outage, a failed claim. Looks from the
+   * schedule's latest claimed fire (or its last edit, whichever is later) up to a moment ago; fires
+   * happening right now are left to the timers.
+   */
+  async function catchUp(): Promise<void> {
+    const now = clock().getTime()
+    const schedules = [...entries.values()].map((e) => e.schedule)
+    const lastFires = await runs.lastFires(schedules.map((s) => s.name))
+    for (const schedule of schedules) {
+      const since = Math.max(lastFires.get(schedule.name)?.getTime() ?? 0, Date.parse(schedule.updatedAt))
+      const until = now - CATCH_UP_SETTLE_MS
+      if (until <= since) continue
+      const cron = compileCron(schedule.cron, schedule.timezone)
+      const missed = cron.between(new Date(since), new Date(until), MAX_MISSED_RECORDED)
+      if (missed.length === 0) continue
+      log.warn(
+        { schedule: schedule.name, missed: missed.length, latest: missed.at(-1) },
+        'settling missed fires',
+      )
+      await settle(schedule.name, missed)
     }
-    settle().catch((err) => log.error({ err, schedule: name }, 'could not record missed fires'))
   }
 
   function arm(schedule: Schedule): CronTimer {
@@ -100,7 +136,7 @@ export function createScheduler(deps: SchedulerDeps) {
       onMissed: (at) => {
         const entry = entries.get(name)
         if (!entry) return
-        if (entry.missed.push(at) === 1) setTimeout(() => settleMissed(name), 50)
+        if (entry.missed.push(at) === 1) setTimeout(() => settleReported(name), 50)
       },
       onError: (err) => log.error({ err, schedule: name }, 'scheduled fire failed'),
     })
@@ -144,6 +180,7 @@ export function createScheduler(deps: SchedulerDeps) {
         do {
           again = false
           if (running) await reconcileOnce()
+          if (running) await catchUp()
         } while (again)
       } finally {
         reconciling = undefined

@@ -35,7 +35,7 @@ export interface ScheduleInput {
 
 export type SchedulePatch = Partial<Omit<ScheduleInput, 'name' | 'job'>>
 
-/** DESIGN.md's seed table. Each is created once, when its job is registered. */
+/** DESIGN.md's seed table, plus run pruning. Each is created once, when its job is registered. */
 export const DEFAULT_SCHEDULES: ReadonlyArray<Omit<ScheduleInput, 'timezone'>> = [
   { name: 'backup-hourly', cron: '0 * * * *', job: 'database-backup', args: { type: 'hourly' } },
   { name: 'backup-daily', cron: '0 1 * * *', job: 'database-backup', args: { type: 'daily' } },
@@ -43,6 +43,8 @@ export const DEFAULT_SCHEDULES: ReadonlyArray<Omit<ScheduleInput, 'timezone'>> =
   { name: 'cache-clear', cron: '0 3 * * *', job: 'cache-clear', args: {} },
   { name: 'registry-sync', cron: '0 4 * * *', job: 'registry-sync', args: {} },
   { name: 'template-embed', cron: '0 5 * * 0', job: 'template-embed', args: { missing: true } },
+  // Not in the seed: keeps job_runs bounded (RUNS_RETENTION_DAYS).
+  { name: 'prune-runs', cron: '30 0 * * *', job: 'prune-runs', args: {} },
 ]
 
 interface ScheduleRow {
