@@ -42,6 +42,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     // JSON bodies must be finite (JSON.parse turns 1e400 into Infinity).
     ajv: { customOptions: { removeAdditional: false, strictNumbers: true } },
     bodyLimit: 1024 * 1024,
+    // Also bounds close hooks: shutdown waits SHUTDOWN_GRACE_MS for jobs plus their cleanup.
+    pluginTimeout: config.shutdownGraceMs + 25_000,
     requestTimeout: 120_000,
     connectionTimeout: 120_000,
   }).withTypeProvider<TypeBoxTypeProvider>()

@@ -34,8 +34,9 @@ async function main(): Promise<void> {
   })
   if (embedded) app.log.info({ port: embedded.port, dataDir: config.dataDir }, 'embedded PostgreSQL started')
 
-  // First signal: graceful (running jobs get SHUTDOWN_GRACE_MS); a second signal forces exit.
-  closeWithGrace({ delay: config.shutdownGraceMs + 15_000 }, async ({ signal, err }) => {
+  // First signal: graceful (running jobs get SHUTDOWN_GRACE_MS, then aborted jobs up to 12 s to
+  // stop their child processes, then the pool up to 5 s); a second signal forces exit.
+  closeWithGrace({ delay: config.shutdownGraceMs + 30_000 }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'shutting down after an error')
     else app.log.info({ signal }, 'shutting down')
     await app.close()

@@ -7,6 +7,8 @@ import postgres from 'postgres'
 import type { Test } from 'tap'
 import { type BuildOptions, buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
+import { jobs as registeredJobs } from '../src/jobs/index.js'
+import { DEFAULT_SCHEDULES } from '../src/services/schedules.js'
 import { STATE_FILE, type TestDbState } from './support/state.js'
 
 async function state(): Promise<TestDbState> {
@@ -64,4 +66,12 @@ export async function eventually<T>(
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 25))
   }
+}
+
+/** The default schedules seeded for these jobs (those of DEFAULT_SCHEDULES whose job is registered). */
+export function seededScheduleNames(jobList: { name: string }[] = registeredJobs): string[] {
+  const names = new Set(jobList.map((j) => j.name))
+  return DEFAULT_SCHEDULES.filter((s) => names.has(s.job))
+    .map((s) => s.name)
+    .sort()
 }

@@ -1,55 +1,11 @@
 // The real server process: `npm start`'s entry point with an embedded PostgreSQL, on a real port.
-import { type ChildProcess, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
-import { freePort } from '../src/db/embedded.js'
-import { createTestDatabase, eventually } from './helper.js'
-
-const ROOT = path.resolve(import.meta.dirname, '..')
-
-interface Server {
-  child: ChildProcess
-  base: string
-  output: () => string
-  exited: Promise<number | null>
-}
-
-async function startServer(env: Record<string, string>): Promise<Server> {
-  const port = await freePort()
-  let output = ''
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  child.stdout?.on('data', (d) => (output += d))
-  child.stderr?.on('data', (d) => (output += d))
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-  const base = `http://127.0.0.1:${port}`
-  await eventually(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`server exited early:\n${output}`)
-      const res = await fetch(`${base}/ready`).catch(() => null)
-      return res?.status === 200 ? true : undefined
-    },
-    60_000,
-    'the server to be ready',
-  )
-  return { child, base, output: () => output, exited }
-}
-
-/** Processes whose command line mentions `needle` (the postgres server and its workers). */
-async function processesMentioning(needle: string): Promise<number[]> {
-  const pids: number[] = []
-  for (const entry of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const cmdline = await fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')
-    if (cmdline.includes(needle)) pids.push(Number(entry))
-  }
-  return pids
-}
+import { createTestDatabase, eventually, seededScheduleNames } from './helper.js'
+import { processesMentioning, ROOT, startServer } from './support/process.js'
 
 t.test('npm start with no configuration: embedded PostgreSQL, clean shutdown, state kept', async (t) => {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'steward-server-'))
@@ -62,7 +18,7 @@ t.test('npm start with no configuration: embedded PostgreSQL, clean shutdown, st
     'embedded postgres runs under DATA_DIR/pg',
   )
   const schedules = (await (await fetch(`${first.base}/schedules`)).json()) as { items: { name: string }[] }
-  t.same(schedules.items.map((s) => s.name).sort(), ['cache-clear', 'prune-runs'])
+  t.same(schedules.items.map((s) => s.name).sort(), seededScheduleNames())
   const edit = await fetch(`${first.base}/schedules/cache-clear`, {
     method: 'PATCH',
     headers: { 'content-type': 'application/json' },

@@ -314,14 +314,32 @@ export function createRunsService(sql: Sql) {
       })
     },
 
-    /** The latest fire claimed (run or skipped) of each of the given schedules. */
-    async lastFires(names: string[]): Promise<Map<string, Date>> {
-      if (names.length === 0) return new Map()
-      const rows = await sql<{ schedule: string; last: Date }[]>`
-        select schedule, max(scheduled_for) as last from job_runs
+    /** Each schedule's latest claimed fire (run or skipped) before the given time. */
+    async lastFiresBefore(bounds: { schedule: string; before: Date }[]): Promise<Map<string, Date>> {
+      if (bounds.length === 0) return new Map()
+      const rows = await sql<{ schedule: string; last: Date | null }[]>`
+        select b.schedule, (
+          select max(scheduled_for) from job_runs r
+          where r.schedule = b.schedule and r.trigger in ('schedule', 'catch-up') and r.scheduled_for < b.before
+        ) as last
+        from unnest(${bounds.map((b) => b.schedule)}::text[], ${bounds.map((b) => b.before.toISOString())}::text[]::timestamptz[])
+          as b(schedule, before)`
+      return new Map(rows.filter((r) => r.last).map((r) => [r.schedule, r.last as Date]))
+    },
+
+    /** The fires claimed (run or skipped) of the given schedules in (from, to], as epoch ms. */
+    async firesBetween(names: string[], from: Date, to: Date): Promise<Map<string, number[]>> {
+      const rows = await sql<{ schedule: string; scheduledFor: Date }[]>`
+        select schedule, scheduled_for from job_runs
         where schedule = any(${names}::text[]) and trigger in ('schedule', 'catch-up')
-        group by schedule`
-      return new Map(rows.map((r) => [r.schedule, r.last]))
+          and scheduled_for > ${from} and scheduled_for <= ${to}`
+      const fires = new Map<string, number[]>()
+      for (const row of rows) {
+        const list = fires.get(row.schedule) ?? []
+        list.push(row.scheduledFor.getTime())
+        fires.set(row.schedule, list)
+      }
+      return fires
     },
 
     /** The newest run of each of the given schedules. */

@@ -1,5 +1,6 @@
 // The scheduler: one cron timer per enabled schedule, kept in step with the schedules table. A fire
-// is claimed in the database (see RunsService.claimFire) so several instances fire it once.
+// is claimed in the database (see RunsService.claimFire) so several instances fire it once; fires
+// nobody could claim (downtime, a database outage, a stalled event loop) are settled afterwards.
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import type { AnyJob } from '../jobs/define.js'
@@ -13,17 +14,20 @@ interface Entry {
   /** What the timer was built from; a change means a new timer. */
   key: string
   timer: CronTimer
-  /** Latest on-time fire handled here, to tell whether missed fires were already made up for. */
-  lastFire?: Date
-  /** Fires node-cron reported missed (event loop stalled past them), settled together. */
-  missed: Date[]
+  /** When this process armed the timer. */
+  armedAt: Date
+  /** Every fire up to here is accounted for (claimed or settled); unset until first checked. */
+  verifiedTo?: Date
 }
 
 /** At most this many missed fires of one gap are recorded, the latest ones. */
 const MAX_MISSED_RECORDED = 100
 
-/** Catch-up leaves fires younger than this to the timers that are firing them. */
-const CATCH_UP_SETTLE_MS = 2000
+/** How often fires are checked against the table, and how old a fire must be to be checked. */
+const VERIFY_INTERVAL_MS = 2000
+const VERIFY_SETTLE_MS = 3000
+
+const MISSED: RunError = { code: 'missed', message: 'no instance could fire it at the time' }
 
 export interface SchedulerDeps {
   sql: Sql
@@ -32,7 +36,7 @@ export interface SchedulerDeps {
   runner: Runner
   jobs: Map<string, AnyJob>
   log: FastifyBaseLogger
-  /** Safety net for missed notifications (ms). */
+  /** Safety net for missed notifications and unsettled fires (ms). */
   reconcileIntervalMs?: number
   /** What time it is, for catch-up; tests pass a fixed clock. */
   clock?: () => Date
@@ -43,7 +47,7 @@ export function createScheduler(deps: SchedulerDeps) {
   const clock = deps.clock ?? (() => new Date())
   const entries = new Map<string, Entry>()
   let running = false
-  let interval: NodeJS.Timeout | undefined
+  const intervals: NodeJS.Timeout[] = []
   let unlisten: (() => Promise<void>) | undefined
   let reconciling: Promise<void> | undefined
   let again = false
@@ -52,17 +56,15 @@ export function createScheduler(deps: SchedulerDeps) {
     const schedule = entries.get(name)?.schedule
     const job = schedule && jobs.get(schedule.job)
     if (!schedule || !job) return
-    const claim = await runs.claimFire(
-      {
-        job: job.name,
-        schedule: name,
-        trigger,
-        args: schedule.args,
-        maxAttempts: job.maxAttempts,
-        scheduledFor,
-      },
-      { overlap: schedule.overlap, skip },
-    )
+    const run = {
+      job: job.name,
+      schedule: name,
+      trigger,
+      args: schedule.args,
+      maxAttempts: job.maxAttempts,
+      scheduledFor,
+    }
+    const claim = await runs.claimFire(run, { overlap: schedule.overlap, skip })
     if (claim.outcome === 'taken') return
     runner.events.emit('run', claim.run)
     if (claim.outcome === 'skipped') {
@@ -73,73 +75,85 @@ export function createScheduler(deps: SchedulerDeps) {
   }
 
   /**
-   * Settles fires that passed without a claim: with catchUp 'latest' the most recent one runs
-   * (trigger catch-up) unless an on-time fire already did the chore since; the others are recorded
-   * as skipped with reason 'missed'. Claims go through the unique key, so however many instances
-   * notice the same missed fires, each is settled once.
+   * Settles fires nobody claimed: with catchUp 'latest' the most recent one runs (trigger
+   * catch-up) unless a later fire already did the chore; the others are recorded as skipped with
+   * reason 'missed'. Claims go through the unique key, so however many instances notice the same
+   * missed fires, each is settled once.
    */
-  async function settle(name: string, missed: Date[]): Promise<void> {
-    const entry = entries.get(name)
+  async function settle(entry: Entry, missed: Date[], madeUp: boolean): Promise<void> {
     const latest = missed[missed.length - 1]
-    if (!entry || !latest) return
-    const madeUp = entry.lastFire !== undefined && entry.lastFire > latest
+    if (!latest) return
+    const name = entry.schedule.name
     const runLatest = entry.schedule.catchUp === 'latest' && !madeUp
-    const reason = { code: 'missed', message: 'no instance could fire it at the time' }
-    for (const at of runLatest ? missed.slice(0, -1) : missed) await fire(name, at, 'catch-up', reason)
+    log.warn({ schedule: name, missed: missed.length, latest, runLatest }, 'settling missed fires')
+    for (const at of runLatest ? missed.slice(0, -1) : missed) await fire(name, at, 'catch-up', MISSED)
     if (runLatest) await fire(name, latest, 'catch-up')
   }
 
   /**
-   * node-cron reports fires it could not make in time (a stalled event loop, a suspended machine)
-   * one by one, just before the on-time fire of the same beat if there is one: collect them briefly.
+   * Checks every fire older than a few seconds against the table and settles those nobody claimed,
+   * whatever the cause: Steward was down (the first check of a timer looks back to the schedule's
+   * latest claimed fire, or its last edit), the database was, a claim failed or hung, or the event
+   * loop stalled past a fire. One query per pass for all schedules.
    */
-  function settleReported(name: string): void {
-    const entry = entries.get(name)
-    if (!entry) return
-    const missed = entry.missed.splice(0).slice(-MAX_MISSED_RECORDED)
-    settle(name, missed).catch((err) => log.error({ err, schedule: name }, 'could not record missed fires'))
-  }
-
-  /**
-   * Finds fires no instance claimed: downtime, a database outage, a failed claim. Looks from the
-   * schedule's latest claimed fire (or its last edit, whichever is later) up to a moment ago; fires
-   * happening right now are left to the timers.
-   */
-  async function catchUp(): Promise<void> {
-    const now = clock().getTime()
-    const schedules = [...entries.values()].map((e) => e.schedule)
-    const lastFires = await runs.lastFires(schedules.map((s) => s.name))
-    for (const schedule of schedules) {
-      const since = Math.max(lastFires.get(schedule.name)?.getTime() ?? 0, Date.parse(schedule.updatedAt))
-      const until = now - CATCH_UP_SETTLE_MS
-      if (until <= since) continue
-      const cron = compileCron(schedule.cron, schedule.timezone)
-      const missed = cron.between(new Date(since), new Date(until), MAX_MISSED_RECORDED)
-      if (missed.length === 0) continue
-      log.warn(
-        { schedule: schedule.name, missed: missed.length, latest: missed.at(-1) },
-        'settling missed fires',
+  async function verify(): Promise<void> {
+    const fresh = [...entries.values()].filter((e) => !e.verifiedTo)
+    if (fresh.length > 0) {
+      const last = await runs.lastFiresBefore(
+        fresh.map((e) => ({ schedule: e.schedule.name, before: e.armedAt })),
       )
-      await settle(schedule.name, missed)
+      for (const e of fresh) {
+        const since = Math.max(last.get(e.schedule.name)?.getTime() ?? 0, Date.parse(e.schedule.updatedAt))
+        e.verifiedTo = new Date(since)
+      }
+    }
+    const now = clock()
+    const until = new Date(now.getTime() - VERIFY_SETTLE_MS)
+    const due = [...entries.values()].filter((e) => e.verifiedTo && e.verifiedTo < until)
+    if (due.length === 0) return
+    const from = new Date(Math.min(...due.map((e) => (e.verifiedTo as Date).getTime())))
+    // Up to now, not `until`: a fire claimed after the missed ones means the chore ran since.
+    const claimed = await runs.firesBetween(
+      due.map((e) => e.schedule.name),
+      from,
+      now,
+    )
+    for (const entry of due) {
+      const cron = compileCron(entry.schedule.cron, entry.schedule.timezone)
+      const have = claimed.get(entry.schedule.name) ?? []
+      const missed = cron
+        .between(entry.verifiedTo as Date, until, MAX_MISSED_RECORDED)
+        .filter((d) => !have.includes(d.getTime()))
+      const latest = missed[missed.length - 1]
+      if (latest)
+        await settle(
+          entry,
+          missed,
+          have.some((ms) => ms > latest.getTime()),
+        )
+      entry.verifiedTo = until
     }
   }
 
-  function arm(schedule: Schedule): CronTimer {
+  let verifying: Promise<void> | undefined
+  function verifyLogged(): Promise<void> {
+    verifying ??= verify()
+      .catch((err) => log.warn({ err }, 'could not check for missed fires yet; will retry'))
+      .finally(() => {
+        verifying = undefined
+      })
+    return verifying
+  }
+
+  function arm(schedule: Schedule): Entry {
     const cron = compileCron(schedule.cron, schedule.timezone)
     const name = schedule.name
-    return startCron(cron, {
-      onFire: (at) => {
-        const entry = entries.get(name)
-        if (entry) entry.lastFire = at
-        return fire(name, at, 'schedule')
-      },
-      onMissed: (at) => {
-        const entry = entries.get(name)
-        if (!entry) return
-        if (entry.missed.push(at) === 1) setTimeout(() => settleReported(name), 50)
-      },
-      onError: (err) => log.error({ err, schedule: name }, 'scheduled fire failed'),
+    // Fires node-cron reports as missed (a stalled event loop) are found and settled by verify().
+    const timer = startCron(cron, {
+      onFire: (at) => fire(name, at, 'schedule'),
+      onError: (err) => log.warn({ err, schedule: name }, 'could not claim a fire; it will be settled later'),
     })
+    return { schedule, key: '', timer, armedAt: clock() }
   }
 
   async function reconcileOnce(): Promise<void> {
@@ -155,7 +169,7 @@ export function createScheduler(deps: SchedulerDeps) {
       }
       entry?.timer.stop()
       try {
-        entries.set(schedule.name, { schedule, key, timer: arm(schedule), missed: [] })
+        entries.set(schedule.name, { ...arm(schedule), key })
       } catch (err) {
         entries.delete(schedule.name)
         log.error({ err, schedule: schedule.name }, 'schedule has an invalid cron; not firing it')
@@ -180,8 +194,8 @@ export function createScheduler(deps: SchedulerDeps) {
         do {
           again = false
           if (running) await reconcileOnce()
-          if (running) await catchUp()
         } while (again)
+        if (running) await verifyLogged()
       } finally {
         reconciling = undefined
       }
@@ -211,14 +225,16 @@ export function createScheduler(deps: SchedulerDeps) {
         () => void reconcileLogged(),
       )
       unlisten = subscription.unlisten
-      interval = setInterval(reconcileLogged, deps.reconcileIntervalMs ?? 30_000)
-      interval.unref()
+      intervals.push(setInterval(reconcileLogged, deps.reconcileIntervalMs ?? 30_000))
+      intervals.push(setInterval(verifyLogged, VERIFY_INTERVAL_MS))
+      for (const interval of intervals) interval.unref()
     },
 
     async stop(): Promise<void> {
       running = false
-      clearInterval(interval)
+      for (const interval of intervals.splice(0)) clearInterval(interval)
       await reconciling?.catch(() => {})
+      await verifying
       for (const entry of entries.values()) entry.timer.stop()
       entries.clear()
       await unlisten?.().catch(() => {})
