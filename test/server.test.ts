@@ -5,7 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { createTestDatabase, eventually, seededScheduleNames } from './helper.js'
-import { processesMentioning, ROOT, startServer } from './support/process.js'
+import { childEnv, processesMentioning, ROOT, startServer } from './support/process.js'
 
 t.test('npm start with no configuration: embedded PostgreSQL, clean shutdown, state kept', async (t) => {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'steward-server-'))
@@ -66,7 +66,7 @@ t.test('with DATABASE_URL it uses that server and starts no embedded one', async
 t.test('a bad configuration value stops start-up with a message naming the variable', async (t) => {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     cwd: ROOT,
-    env: { ...process.env, PORT: 'eighty', SCHEDULER_TIMEZONE: 'UTC' },
+    env: childEnv({ PORT: 'eighty', SCHEDULER_TIMEZONE: 'UTC' }),
   })
   let stderr = ''
   child.stderr.on('data', (d) => (stderr += d))

@@ -16,12 +16,23 @@ export interface ServerProcess {
   json: <T = unknown>(url: string, init?: { method?: string; body?: unknown }) => Promise<T>
 }
 
+/**
+ * The environment for a child process, without tap's coverage instrumentation: these processes are
+ * killed (SIGKILL included) mid-test, and half-written coverage data would spoil the run's report.
+ */
+export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => key !== 'NODE_OPTIONS' && !key.startsWith('_TAPJS_')),
+  )
+  return { ...env, ...extra }
+}
+
 export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
   const port = await freePort()
   let output = ''
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     cwd: ROOT,
-    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info', ...env },
+    env: childEnv({ PORT: String(port), LOG_LEVEL: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   child.stdout?.on('data', (d) => {

@@ -30,6 +30,10 @@ async function startEmbedded(): Promise<void> {
   const log = await fs.open(logFile, 'w')
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'db-daemon.ts'), STATE_FILE], {
     detached: true,
+    // Not instrumented for coverage: it is test infrastructure, stopped by a signal.
+    env: Object.fromEntries(
+      Object.entries(process.env).filter(([key]) => key !== 'NODE_OPTIONS' && !key.startsWith('_TAPJS_')),
+    ),
     stdio: ['ignore', log.fd, log.fd],
   })
   let exited: number | null = null
