@@ -21,13 +21,8 @@ t.test('jobs and manual runs', async (t) => {
     const res = await app.inject('/jobs')
     t.equal(res.statusCode, 200)
     const body = res.json()
-    t.same(body.items.map((j: { name: string }) => j.name).sort(), [
-      'boom',
-      'cache-clear',
-      'prune-runs',
-      'sleeper',
-      'stuck',
-    ])
+    t.same(body.items.map((j: { name: string }) => j.name).sort(), testJobs.map((j) => j.name).sort())
+    t.ok(body.items.some((j: { name: string }) => j.name === 'cache-clear'))
     t.equal(body.nextCursor, null)
     const cache = body.items.find((j: { name: string }) => j.name === 'cache-clear')
     t.same(cache.schedules, ['cache-clear'], 'the default schedule of a registered job is seeded')

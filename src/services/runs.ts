@@ -143,6 +143,17 @@ export function createRunsService(sql: Sql) {
     return toRun(row as RunRow)
   }
 
+  /** The newest run for each value of `job` or `schedule`, one index probe per value. */
+  async function latestBy(column: 'job' | 'schedule', values: string[]): Promise<Map<string, Run>> {
+    if (values.length === 0) return new Map()
+    const rows = await sql<RunRow[]>`
+      select r.* from unnest(${values}::text[]) as v(value)
+      cross join lateral (
+        select ${columns} from job_runs where ${sql(column)} = v.value order by id desc limit 1
+      ) r`
+    return new Map(rows.map((row) => [String(row[column]), toRun(row)]))
+  }
+
   return {
     async get(id: number): Promise<Run | null> {
       return one(await sql<RunRow[]>`select ${columns} from job_runs where id = ${id}`)
@@ -343,26 +354,10 @@ export function createRunsService(sql: Sql) {
     },
 
     /** The newest run of each of the given schedules. */
-    async lastBySchedule(names: string[]): Promise<Map<string, Run>> {
-      if (names.length === 0) return new Map()
-      const rows = await sql<RunRow[]>`
-        select r.* from unnest(${names}::text[]) as s(name)
-        cross join lateral (
-          select ${columns} from job_runs where schedule = s.name order by id desc limit 1
-        ) r`
-      return new Map(rows.map((row) => [row.schedule as string, toRun(row)]))
-    },
+    lastBySchedule: (names: string[]) => latestBy('schedule', names),
 
     /** The newest run of each of the given jobs. */
-    async lastByJob(jobs: string[]): Promise<Map<string, Run>> {
-      if (jobs.length === 0) return new Map()
-      const rows = await sql<RunRow[]>`
-        select r.* from unnest(${jobs}::text[]) as j(name)
-        cross join lateral (
-          select ${columns} from job_runs where job = j.name order by id desc limit 1
-        ) r`
-      return new Map(rows.map((row) => [row.job, toRun(row)]))
-    },
+    lastByJob: (names: string[]) => latestBy('job', names),
   }
 }
 

@@ -47,18 +47,7 @@ export const DEFAULT_SCHEDULES: ReadonlyArray<Omit<ScheduleInput, 'timezone'>> =
   { name: 'prune-runs', cron: '30 0 * * *', job: 'prune-runs', args: {} },
 ]
 
-interface ScheduleRow {
-  name: string
-  job: string
-  cron: string
-  timezone: string
-  args: Record<string, unknown>
-  enabled: boolean
-  overlap: Overlap
-  catchUp: CatchUp
-  createdAt: Date
-  updatedAt: Date
-}
+type ScheduleRow = Omit<Schedule, 'createdAt' | 'updatedAt'> & { createdAt: Date; updatedAt: Date }
 
 const toSchedule = (row: ScheduleRow): Schedule => ({
   ...row,
