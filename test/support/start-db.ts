@@ -30,10 +30,8 @@ async function startEmbedded(): Promise<void> {
   const log = await fs.open(logFile, 'w')
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'db-daemon.ts'), STATE_FILE], {
     detached: true,
-    // Not instrumented for coverage: it is test infrastructure, stopped by a signal.
-    env: Object.fromEntries(
-      Object.entries(process.env).filter(([key]) => key !== 'NODE_OPTIONS' && !key.startsWith('_TAPJS_')),
-    ),
+    // No coverage for test infrastructure stopped by a signal (see test/support/process.ts).
+    env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' },
     stdio: ['ignore', log.fd, log.fd],
   })
   let exited: number | null = null
