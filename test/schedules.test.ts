@@ -266,9 +266,10 @@ t.test('two instances on one database run each fire exactly once', async (t) => 
     ...json({ name: 'shared', job: 'sleeper', cron: '* * * * * *', overlap: 'allow' }),
   })
   // b learns of the new schedule through LISTEN/NOTIFY.
+  // A change made through one instance reaches the others within 2 s.
   await eventually(
     async () => (b.scheduler.armed().includes('shared') ? true : undefined),
-    3000,
+    2000,
     'b to arm the schedule',
   )
   await new Promise((r) => setTimeout(r, 3500))
