@@ -12,17 +12,24 @@ import Fastify, {
 import type { Config } from './config.js'
 import type { AnyJob } from './jobs/define.js'
 import { jobs as registeredJobs } from './jobs/index.js'
+import backupsPlugin from './plugins/backups.js'
 import db from './plugins/db.js'
 import scheduler from './plugins/scheduler.js'
 import swagger from './plugins/swagger.js'
+import backups from './routes/backups.js'
 import health from './routes/health.js'
 import jobs from './routes/jobs.js'
+import registry from './routes/registry.js'
 import runs from './routes/runs.js'
 import schedules from './routes/schedules.js'
+import templates from './routes/templates.js'
+import { Backup } from './schemas/backup.js'
 import { ErrorReply } from './schemas/common.js'
 import { Job } from './schemas/job.js'
+import { RegistrySnapshot, RegistrySnapshotSummary } from './schemas/registry.js'
 import { Run } from './schemas/run.js'
 import { Schedule } from './schemas/schedule.js'
+import { Template, TemplateSummary } from './schemas/template.js'
 import { CursorError } from './services/pagination.js'
 
 export interface BuildOptions {
@@ -49,7 +56,18 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   await app.register(sensible)
-  for (const schema of [ErrorReply, Run, Schedule, Job]) app.addSchema(schema)
+  for (const schema of [
+    ErrorReply,
+    Run,
+    Schedule,
+    Job,
+    Backup,
+    RegistrySnapshotSummary,
+    RegistrySnapshot,
+    TemplateSummary,
+    Template,
+  ])
+    app.addSchema(schema)
   await app.register(swagger)
   app.setErrorHandler(errorHandler)
   // An empty JSON body (curl -X POST -H 'content-type: application/json', or Swagger UI with the
@@ -67,12 +85,16 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       throw new Error('buildApp needs config.databaseUrl (server.ts starts the embedded one)')
     await app.register(db, { databaseUrl: config.databaseUrl })
     await app.register(scheduler, { config, jobs: options.jobs ?? registeredJobs, clock: options.clock })
+    await app.register(backupsPlugin)
   }
 
   await app.register(health)
   await app.register(jobs)
   await app.register(runs)
   await app.register(schedules)
+  await app.register(backups)
+  await app.register(registry)
+  await app.register(templates)
   return app
 }
 

@@ -21,6 +21,10 @@ export const ConfigSchema = Type.Object({
   BACKUP_COMPRESS: Type.Enum(['none', 'gzip'], { default: 'none' }),
   BACKUP_PG_BIN_DIR: Type.Optional(Type.String({ minLength: 1 })),
   TEMPLATES_DIR: Type.String({ minLength: 1, default: './templates_data' }),
+  EMBEDDINGS_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  EMBEDDINGS_MODEL: Type.String({ minLength: 1, default: 'Qodo/Qodo-Embed-1-1.5B' }),
+  EMBEDDINGS_API_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  EMBEDDINGS_BATCH: Type.Integer({ minimum: 1, maximum: 2048, default: 32 }),
   SCHEDULER_TIMEZONE: Type.String({ minLength: 1, default: 'UTC' }),
   SCHEDULER_ENABLED: Type.Boolean({ default: true }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30_000 }),
@@ -31,6 +35,7 @@ export const ConfigSchema = Type.Object({
   RETRY_MAX_MS: Type.Integer({ minimum: 0, default: 10 * 60_000 }),
   RUNS_RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),
   CACHE_CLEAR_BATCH: Type.Integer({ minimum: 1, maximum: 100_000, default: 5000 }),
+  REGISTRY_SOURCE_DIR: Type.String({ minLength: 1, default: '.' }),
   LOG_LEVEL: Type.Union([LogLevel], { default: 'info' }),
   STEWARD_ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   INSTANCE_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
@@ -55,6 +60,12 @@ export interface Config {
   /** Where pg_dump, pg_restore and psql are; unset: PATH, then /usr/lib/postgresql/<major>/bin. */
   backupPgBinDir?: string
   templatesDir: string
+  /** OpenAI-compatible embeddings server (with or without /v1); unset: the local lexical embedder. */
+  embeddingsUrl?: string
+  embeddingsModel: string
+  embeddingsApiKey?: string
+  /** Texts per request to the embeddings server. */
+  embeddingsBatch: number
   schedulerTimezone: string
   /** false: serve the API but fire no schedules (useful for read-only replicas and some tests). */
   schedulerEnabled: boolean
@@ -71,6 +82,8 @@ export interface Config {
   retryMaxMs: number
   runsRetentionDays: number
   cacheClearBatch: number
+  /** The source tree registry-sync analyses (absolute). */
+  registrySourceDir: string
   logLevel: Static<typeof LogLevel>
   adminToken?: string
   /** Recorded on every run this process executes. */
@@ -97,7 +110,7 @@ function coerce(env: NodeJS.ProcessEnv): Record<string, unknown> {
 }
 
 function describe(key: string, value: unknown, message: string): string {
-  const shown = /TOKEN|URL/.test(key) ? '(hidden)' : JSON.stringify(value)
+  const shown = /TOKEN|URL|KEY/.test(key) ? '(hidden)' : JSON.stringify(value)
   return `${key}=${shown} is invalid: ${message}`
 }
 
@@ -139,6 +152,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     backupCompress: e.BACKUP_COMPRESS,
     backupPgBinDir: e.BACKUP_PG_BIN_DIR ? path.resolve(e.BACKUP_PG_BIN_DIR) : undefined,
     templatesDir: path.resolve(e.TEMPLATES_DIR),
+    embeddingsUrl: e.EMBEDDINGS_URL,
+    embeddingsModel: e.EMBEDDINGS_MODEL,
+    embeddingsApiKey: e.EMBEDDINGS_API_KEY,
+    embeddingsBatch: e.EMBEDDINGS_BATCH,
     schedulerTimezone: e.SCHEDULER_TIMEZONE,
     schedulerEnabled: e.SCHEDULER_ENABLED,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
@@ -149,6 +166,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retryMaxMs: e.RETRY_MAX_MS,
     runsRetentionDays: e.RUNS_RETENTION_DAYS,
     cacheClearBatch: e.CACHE_CLEAR_BATCH,
+    registrySourceDir: path.resolve(e.REGISTRY_SOURCE_DIR),
     logLevel: e.LOG_LEVEL,
     adminToken: e.STEWARD_ADMIN_TOKEN,
     instanceId: e.INSTANCE_ID ?? `${os.hostname()}:${process.pid}`,

@@ -12,7 +12,6 @@ t.test('schedule CRUD, validation and preview', async (t) => {
     const names = (await app.inject('/schedules')).json().items.map((s: { name: string }) => s.name)
     t.same(names.sort(), seededScheduleNames(testJobs))
     t.ok(names.includes('cache-clear') && names.includes('prune-runs'))
-    t.notOk(names.includes('template-sync'), 'template-sync waits for its job')
   })
 
   t.test('create, read, edit, disable, delete', async (t) => {
