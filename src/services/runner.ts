@@ -233,9 +233,18 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
 
 export type Runner = ReturnType<typeof createRunner>
 
+/** True when every promise in the set settled within `ms`; the timer never outlives the wait. */
 async function settleWithin(set: Set<Promise<unknown>>, ms: number): Promise<boolean> {
-  const all = Promise.allSettled([...set]).then(() => true)
-  return await Promise.race([all, sleep(ms).then(() => false)])
+  if (set.size === 0) return true
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms)
+  })
+  try {
+    return await Promise.race([Promise.allSettled([...set]).then(() => true), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /** Settles with the job's promise, or rejects with the signal's reason as soon as it aborts. */
