@@ -1,7 +1,9 @@
 // The application: plugins, shared schemas, routes and error handling. buildApp is the one factory
 // used by the server, the OpenAPI generator and the tests.
+import helmet from '@fastify/helmet'
 import sensible from '@fastify/sensible'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import underPressure from '@fastify/under-pressure'
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
@@ -12,10 +14,12 @@ import Fastify, {
 import type { Config } from './config.js'
 import type { AnyJob } from './jobs/define.js'
 import { jobs as registeredJobs } from './jobs/index.js'
+import auth from './plugins/auth.js'
 import backupsPlugin from './plugins/backups.js'
 import db from './plugins/db.js'
 import scheduler from './plugins/scheduler.js'
 import swagger from './plugins/swagger.js'
+import access from './routes/access.js'
 import backups from './routes/backups.js'
 import health from './routes/health.js'
 import jobs from './routes/jobs.js'
@@ -23,6 +27,7 @@ import registry from './routes/registry.js'
 import runs from './routes/runs.js'
 import schedules from './routes/schedules.js'
 import templates from './routes/templates.js'
+import { AuditEntry, TokenInfo } from './schemas/access.js'
 import { Backup } from './schemas/backup.js'
 import { ErrorReply } from './schemas/common.js'
 import { Job } from './schemas/job.js'
@@ -44,7 +49,7 @@ export interface BuildOptions {
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? false,
+    logger: withRedaction(options.logger),
     // Reject unknown fields instead of silently dropping them (a typo should be a 400); numbers in
     // JSON bodies must be finite (JSON.parse turns 1e400 into Infinity).
     ajv: { customOptions: { removeAdditional: false, strictNumbers: true } },
@@ -66,8 +71,25 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     RegistrySnapshot,
     TemplateSummary,
     Template,
+    TokenInfo,
+    AuditEntry,
   ])
     app.addSchema(schema)
+  await app.register(helmet, { contentSecurityPolicy: { directives: CONTENT_SECURITY_POLICY } })
+  // An overloaded process answers 503 with Retry-After instead of queueing requests until it falls over.
+  await app.register(underPressure, {
+    maxEventLoopDelay: 1000,
+    maxEventLoopUtilization: 0.98,
+    retryAfter: 10,
+    message: 'the server is overloaded; retry shortly',
+  })
+  if (!options.documentationOnly) {
+    if (!config.databaseUrl)
+      throw new Error('buildApp needs config.databaseUrl (server.ts starts the embedded one)')
+    await app.register(db, { databaseUrl: config.databaseUrl })
+  }
+  // Before any route (Swagger UI's included): it gives every route its access rule.
+  await app.register(auth, { config, documentationOnly: options.documentationOnly })
   await app.register(swagger)
   app.setErrorHandler(errorHandler)
   // An empty JSON body (curl -X POST -H 'content-type: application/json', or Swagger UI with the
@@ -81,9 +103,6 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.addHook('preValidation', rejectInfiniteNumbers)
 
   if (!options.documentationOnly) {
-    if (!config.databaseUrl)
-      throw new Error('buildApp needs config.databaseUrl (server.ts starts the embedded one)')
-    await app.register(db, { databaseUrl: config.databaseUrl })
     await app.register(scheduler, { config, jobs: options.jobs ?? registeredJobs, clock: options.clock })
     await app.register(backupsPlugin)
   }
@@ -95,7 +114,47 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(backups)
   await app.register(registry)
   await app.register(templates)
+  await app.register(access)
   return app
+}
+
+/**
+ * Same-origin only. Swagger UI and the dashboard load scripts from this server and nowhere else;
+ * Swagger UI sets inline styles and shows data: images, which the two relaxations allow.
+ */
+const CONTENT_SECURITY_POLICY = {
+  defaultSrc: ["'self'"],
+  scriptSrc: ["'self'"],
+  styleSrc: ["'self'", "'unsafe-inline'"],
+  imgSrc: ["'self'", 'data:'],
+  connectSrc: ["'self'"],
+  fontSrc: ["'self'"],
+  objectSrc: ["'none'"],
+  baseUri: ["'self'"],
+  formAction: ["'self'"],
+  frameAncestors: ["'none'"],
+}
+
+/** Log redaction: credentials never reach the log, whatever a log call passes in. */
+const LOG_REDACT = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  '*.headers.authorization',
+  'token',
+  '*.token',
+  'password',
+  '*.password',
+  'databaseUrl',
+  '*.databaseUrl',
+  'adminToken',
+  '*.adminToken',
+]
+
+/** Whatever logger options the caller gives, credentials are redacted. */
+function withRedaction(logger: BuildOptions['logger']): FastifyServerOptions['logger'] {
+  if (!logger) return false
+  return { ...(logger === true ? {} : logger), redact: LOG_REDACT }
 }
 
 type PropertySchemas = Record<string, { type?: string }>
@@ -136,11 +195,15 @@ const DATABASE_DOWN = new Set([
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
   409: 'Conflict',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
+  416: 'Range Not Satisfiable',
+  429: 'Too Many Requests',
 }
 
 /** 4xx errors keep their message (it says what to fix); 5xx details stay in the log. */

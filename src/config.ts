@@ -37,7 +37,9 @@ export const ConfigSchema = Type.Object({
   CACHE_CLEAR_BATCH: Type.Integer({ minimum: 1, maximum: 100_000, default: 5000 }),
   REGISTRY_SOURCE_DIR: Type.String({ minLength: 1, default: '.' }),
   LOG_LEVEL: Type.Union([LogLevel], { default: 'info' }),
-  STEWARD_ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  STEWARD_ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
+  RATE_LIMIT_MUTATIONS: Type.Integer({ minimum: 1, default: 300 }),
+  AUTH_FAILURES_PER_MINUTE: Type.Integer({ minimum: 1, default: 30 }),
   INSTANCE_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
 })
 
@@ -86,6 +88,10 @@ export interface Config {
   registrySourceDir: string
   logLevel: Static<typeof LogLevel>
   adminToken?: string
+  /** Requests that change something, per token and endpoint per minute. */
+  rateLimitMutations: number
+  /** Failed authentications per client address per minute before it is refused for the minute. */
+  authFailuresPerMinute: number
   /** Recorded on every run this process executes. */
   instanceId: string
 }
@@ -169,6 +175,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     registrySourceDir: path.resolve(e.REGISTRY_SOURCE_DIR),
     logLevel: e.LOG_LEVEL,
     adminToken: e.STEWARD_ADMIN_TOKEN,
+    rateLimitMutations: e.RATE_LIMIT_MUTATIONS,
+    authFailuresPerMinute: e.AUTH_FAILURES_PER_MINUTE,
     instanceId: e.INSTANCE_ID ?? `${os.hostname()}:${process.pid}`,
   }
 }

@@ -24,10 +24,7 @@ async function main(): Promise<void> {
   }
 
   const app = await buildApp(config, {
-    logger: {
-      level: config.logLevel,
-      redact: ['req.headers.authorization', 'req.headers.cookie'],
-    },
+    logger: { level: config.logLevel },
   }).catch(async (err) => {
     await embedded?.stop()
     throw err

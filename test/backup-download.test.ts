@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import t from 'tap'
 import { backUp, backupDir, backupsOf, connect, databaseName, fillDatabase } from './fixtures/backup-data.js'
-import { buildTestApp, createTestDatabase } from './helper.js'
+import { buildTestApp, createTestDatabase, TEST_ADMIN_TOKEN } from './helper.js'
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 
@@ -25,7 +25,8 @@ function get(
   method = 'GET',
 ): Promise<Fetched> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ port, path: url, headers, method, host: '127.0.0.1' }, (res) => {
+    const withToken = { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, ...headers }
+    const req = http.request({ port, path: url, headers: withToken, method, host: '127.0.0.1' }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () =>

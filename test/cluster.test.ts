@@ -212,9 +212,7 @@ t.test(
     ).items
     t.ok(backups.length > 0)
     for (const backup of backups) {
-      const body = Buffer.from(
-        await (await fetch(`${survivor.base}/backups/${backup.id}/download`)).arrayBuffer(),
-      )
+      const body = Buffer.from(await (await survivor.fetch(`/backups/${backup.id}/download`)).arrayBuffer())
       t.equal(body.length, backup.bytes)
       t.equal(createHash('sha256').update(body).digest('hex'), backup.sha256, 'every listed backup is whole')
     }

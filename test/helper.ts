@@ -2,7 +2,7 @@
 // an app built by the same factory the server uses.
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs/promises'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, InjectOptions } from 'fastify'
 import postgres from 'postgres'
 import type { Test } from 'tap'
 import { type BuildOptions, buildApp } from '../src/app.js'
@@ -39,17 +39,37 @@ export interface TestAppOptions extends BuildOptions {
   databaseUrl?: string
 }
 
+/** The admin token (STEWARD_ADMIN_TOKEN) of every test app and test server. */
+export const TEST_ADMIN_TOKEN = 'stw_test-admin-token-0123456789abcdefghijklmnop'
+
 export async function testConfig(t: Test, options: TestAppOptions = {}): Promise<Config> {
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase(t))
-  return loadConfig({ DATABASE_URL: databaseUrl, SHUTDOWN_GRACE_MS: '2000', ...options.env })
+  return loadConfig({
+    DATABASE_URL: databaseUrl,
+    SHUTDOWN_GRACE_MS: '2000',
+    STEWARD_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    ...options.env,
+  })
 }
 
-/** An app on its own database; closed at teardown. */
+/**
+ * An app on its own database; closed at teardown. Its `inject` sends the admin token unless the
+ * request sets `authorization` itself (to '' for none).
+ */
 export async function buildTestApp(t: Test, options: TestAppOptions = {}): Promise<FastifyInstance> {
   const config = await testConfig(t, options)
   const app = await buildApp(config, options)
   t.teardown(() => app.close())
   await app.ready()
+  const inject = app.inject.bind(app)
+  app.inject = ((request?: string | InjectOptions) => {
+    if (request === undefined) return inject()
+    const opts = typeof request === 'string' ? { url: request } : request
+    const headers: Record<string, unknown> = { ...opts.headers }
+    if (!('authorization' in headers)) headers.authorization = `Bearer ${config.adminToken}`
+    else if (headers.authorization === '') delete headers.authorization
+    return inject({ ...opts, headers: headers as InjectOptions['headers'] })
+  }) as typeof app.inject
   return app
 }
 

@@ -38,7 +38,7 @@ t.test('stop PostgreSQL mid-schedule and start it again', async (t) => {
   const down = Date.now()
   const probes: Array<[number, number]> = []
   while (Date.now() - down < 6000) {
-    const [health, ready] = await Promise.all([fetch(`${server.base}/health`), fetch(`${server.base}/ready`)])
+    const [health, ready] = await Promise.all([server.fetch(`/health`), server.fetch(`/ready`)])
     probes.push([health.status, ready.status])
     await new Promise((r) => setTimeout(r, 500))
   }
@@ -54,7 +54,7 @@ t.test('stop PostgreSQL mid-schedule and start it again', async (t) => {
 
   db = await startEmbeddedPostgres({ dataDir, port })
   await eventually(
-    async () => ((await fetch(`${server.base}/ready`)).status === 200 ? true : undefined),
+    async () => ((await server.fetch(`/ready`)).status === 200 ? true : undefined),
     20_000,
     'ready again',
   )

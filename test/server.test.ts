@@ -17,15 +17,15 @@ t.test('npm start with no configuration: embedded PostgreSQL, clean shutdown, st
     (await processesMentioning(path.join(dataDir, 'pg'))).length > 0,
     'embedded postgres runs under DATA_DIR/pg',
   )
-  const schedules = (await (await fetch(`${first.base}/schedules`)).json()) as { items: { name: string }[] }
+  const schedules = (await (await first.fetch(`/schedules`)).json()) as { items: { name: string }[] }
   t.same(schedules.items.map((s) => s.name).sort(), seededScheduleNames())
-  const edit = await fetch(`${first.base}/schedules/cache-clear`, {
+  const edit = await first.fetch(`/schedules/cache-clear`, {
     method: 'PATCH',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ cron: '45 3 * * *' }),
   })
   t.equal(edit.status, 200)
-  const trigger = await fetch(`${first.base}/jobs/cache-clear/runs`, {
+  const trigger = await first.fetch(`/jobs/cache-clear/runs`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: '{}',
@@ -33,7 +33,7 @@ t.test('npm start with no configuration: embedded PostgreSQL, clean shutdown, st
   t.equal(trigger.status, 202)
   const { id } = (await trigger.json()) as { id: number }
   await eventually(async () => {
-    const run = (await (await fetch(`${first.base}/runs/${id}`)).json()) as { state: string }
+    const run = (await (await first.fetch(`/runs/${id}`)).json()) as { state: string }
     return run.state === 'succeeded' ? run : undefined
   })
 
@@ -44,9 +44,9 @@ t.test('npm start with no configuration: embedded PostgreSQL, clean shutdown, st
   t.same(await processesMentioning(path.join(dataDir, 'pg')), [], 'no postgres process is left behind')
 
   const second = await startServer(env)
-  const kept = (await (await fetch(`${second.base}/schedules/cache-clear`)).json()) as { cron: string }
+  const kept = (await (await second.fetch(`/schedules/cache-clear`)).json()) as { cron: string }
   t.equal(kept.cron, '45 3 * * *', 'the edit survived the restart')
-  const run = (await (await fetch(`${second.base}/runs/${id}`)).json()) as { state: string }
+  const run = (await (await second.fetch(`/runs/${id}`)).json()) as { state: string }
   t.equal(run.state, 'succeeded', 'the run history survived the restart')
   second.child.kill('SIGINT')
   t.equal(await second.exited, 0, 'SIGINT exits 0')
@@ -57,7 +57,7 @@ t.test('with DATABASE_URL it uses that server and starts no embedded one', async
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'steward-server-'))
   t.teardown(() => fs.rm(dataDir, { recursive: true, force: true }))
   const server = await startServer({ DATA_DIR: dataDir, DATABASE_URL: await createTestDatabase(t) })
-  t.equal((await fetch(`${server.base}/health`)).status, 200)
+  t.equal((await server.fetch(`/health`)).status, 200)
   await t.rejects(fs.stat(path.join(dataDir, 'pg')), 'no embedded cluster was created')
   server.child.kill('SIGTERM')
   t.equal(await server.exited, 0)

@@ -141,6 +141,25 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   return { url: `${base}/${database}`, adminUrl, port, stop: () => server.stop() }
 }
 
+/**
+ * For command-line tools: the embedded server of DATA_DIR. When a Steward process already runs it,
+ * connect to that one (its port is in postmaster.pid) and leave it running; otherwise start it for
+ * the duration of the command. Never stops a server some other process is using.
+ */
+export async function useEmbeddedPostgres(dataDir: string): Promise<EmbeddedDatabase> {
+  const databaseDir = path.join(dataDir, 'pg')
+  const pidFile = await fs.readFile(path.join(databaseDir, 'postmaster.pid'), 'utf8').catch(() => null)
+  const [pidLine, , , portLine] = pidFile?.split('\n') ?? []
+  const pid = Number(pidLine)
+  const port = Number(portLine)
+  if (Number.isInteger(pid) && pid > 0 && isAlive(pid) && Number.isInteger(port) && port > 0) {
+    const password = (await fs.readFile(path.join(dataDir, 'pg.password'), 'utf8')).trim()
+    const base = `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`
+    return { url: `${base}/steward`, adminUrl: `${base}/postgres`, port, stop: async () => {} }
+  }
+  return await startEmbeddedPostgres({ dataDir })
+}
+
 async function ensureDatabase(adminUrl: string, name: string): Promise<void> {
   const sql = postgres(adminUrl, { max: 1, onnotice: () => {} })
   try {

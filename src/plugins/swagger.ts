@@ -25,8 +25,21 @@ export default fp(
           { name: 'backups', description: 'Database backups: list, download, verify, delete' },
           { name: 'registry', description: 'Code-registry snapshots of the source tree' },
           { name: 'templates', description: 'Synced template files; search by embedding similarity' },
+          { name: 'access', description: "Tokens, the caller's identity, the audit log" },
           { name: 'health', description: 'Probes' },
         ],
+        components: {
+          securitySchemes: {
+            bearerAuth: {
+              type: 'http',
+              scheme: 'bearer',
+              description:
+                'An API token (STEWARD_ADMIN_TOKEN, DATA_DIR/admin-token on first start, or POST /tokens). ' +
+                'Roles: viewer < operator < admin.',
+            },
+          },
+        },
+        security: [{ bearerAuth: [] }],
       },
       // Shared schemas become components named after their $id (Run, Schedule, …).
       refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },

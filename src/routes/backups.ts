@@ -4,6 +4,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
+import { actorOf } from '../plugins/auth.js'
 import { BackupKind, BackupRef } from '../schemas/backup.js'
 import { Cursor, errors, Limit, Page } from '../schemas/common.js'
 import {
@@ -159,7 +160,8 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      await app.backups.remove(request.params.id)
+      const before = await app.backups.remove(request.params.id)
+      await app.audit.record({ actor: actorOf(request), action: 'backup.delete', target: before.id, before })
       return reply.code(204).send(null)
     },
   )
@@ -186,7 +188,14 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) controller.abort(new Error('the client went away'))
       })
-      return toBackup(await app.backups.verify(request.params.id, controller.signal))
+      const verified = toBackup(await app.backups.verify(request.params.id, controller.signal))
+      await app.audit.record({
+        actor: actorOf(request),
+        action: 'backup.verify',
+        target: verified.id,
+        after: { verifiedAt: verified.verifiedAt, verifyResult: verified.verifyResult },
+      })
+      return verified
     },
   )
 }

@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import type { AnyJob } from '../jobs/define.js'
+import { actorOf } from '../plugins/auth.js'
 import { errors, JsonObject, Page } from '../schemas/common.js'
 import { RunRef } from '../schemas/run.js'
 import type { Run } from '../services/runs.js'
@@ -76,6 +77,12 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const run = await app.runner.trigger(request.params.name, request.body.args ?? {}, 'manual')
+      await app.audit.record({
+        actor: actorOf(request),
+        action: 'job.trigger',
+        target: request.params.name,
+        after: { runId: run.id, args: run.args },
+      })
       return reply.code(202).header('location', `/runs/${run.id}`).send(run)
     },
   )

@@ -1,6 +1,7 @@
 // Runs: the history of every execution, newest first, and cancelling one in progress.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { actorOf } from '../plugins/auth.js'
 import { Cursor, errors, Limit, Page, Timestamp } from '../schemas/common.js'
 import { RunRef, RunState, RunTrigger } from '../schemas/run.js'
 
@@ -64,7 +65,16 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
         response: { 202: RunRef, ...errors(400, 404, 409) },
       },
     },
-    async (request, reply) => reply.code(202).send(await app.runner.cancel(request.params.id)),
+    async (request, reply) => {
+      const run = await app.runner.cancel(request.params.id)
+      await app.audit.record({
+        actor: actorOf(request),
+        action: 'run.cancel',
+        target: run.id,
+        after: { job: run.job, state: run.state },
+      })
+      return reply.code(202).send(run)
+    },
   )
 }
 

@@ -4,6 +4,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
+import { actorOf } from '../plugins/auth.js'
 import { errors, Page, Timestamp } from '../schemas/common.js'
 import {
   Count,
@@ -78,6 +79,12 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const schedule = await app.schedules.create(request.body)
+      await app.audit.record({
+        actor: actorOf(request),
+        action: 'schedule.create',
+        target: schedule.name,
+        after: schedule,
+      })
       const [shown] = await present(app, [schedule])
       return reply.code(201).header('location', `/schedules/${schedule.name}`).send(shown)
     },
@@ -139,7 +146,15 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
+      const before = await app.schedules.get(request.params.name)
       const schedule = await app.schedules.update(request.params.name, request.body)
+      await app.audit.record({
+        actor: actorOf(request),
+        action: 'schedule.update',
+        target: schedule.name,
+        before,
+        after: schedule,
+      })
       const [shown] = await present(app, [schedule])
       return shown
     },
@@ -156,7 +171,14 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
+      const before = await app.schedules.get(request.params.name)
       await app.schedules.remove(request.params.name)
+      await app.audit.record({
+        actor: actorOf(request),
+        action: 'schedule.delete',
+        target: before.name,
+        before,
+      })
       return reply.code(204).send(null)
     },
   )

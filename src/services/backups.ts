@@ -10,7 +10,7 @@ import { type OpenBackup, openBackupFile } from './backup-download.js'
 import { type BackupFormat, type BackupKind, removeSetDir, resolveInside } from './backup-files.js'
 import { VerifyUnavailable, verifyBackup } from './backup-verify.js'
 import { Conflict, NotFound } from './errors.js'
-import { decodeCursor, encodeCursor, type Page } from './pagination.js'
+import { decodeCursor, type Page, toPage } from './pagination.js'
 
 export interface Backup {
   id: number
@@ -155,9 +155,10 @@ export function createBackupsService(sql: Sql, config: Config, log?: FastifyBase
       const where = conditions.reduce((acc, c) => sql`${acc} and ${c}`, sql`true`)
       const rows = await sql<BackupRow[]>`
         select ${columns} from backups where ${where} order by id desc limit ${limit + 1}`
-      const items = rows.slice(0, limit).map((row) => toBackup(toStored(row)))
-      const last = items[items.length - 1]
-      return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null }
+      return toPage(
+        rows.map((row) => toBackup(toStored(row))),
+        limit,
+      )
     },
 
     /**
@@ -199,11 +200,13 @@ export function createBackupsService(sql: Sql, config: Config, log?: FastifyBase
     },
 
     /** Deletes one backup: its row, then its file (and its set directory once empty). */
-    async remove(id: number): Promise<void> {
+    /** Deletes one backup (row, then file) and returns what it was. */
+    async remove(id: number): Promise<Backup> {
       const backup = await get(id)
       if (!backup) throw new NotFound(`backup ${id} does not exist`)
       const removed = await deleteRows(backup.kind, { id })
       if (removed.length === 0) throw new NotFound(`backup ${id} does not exist`)
+      return toBackup(backup)
     },
 
     /** The backup and its open file, for a download; the caller closes (or streams) the handle. */

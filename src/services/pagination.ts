@@ -17,3 +17,13 @@ export function decodeCursor(cursor: string): number {
     throw new CursorError('cursor is not one this server issued; use nextCursor from a previous page')
   return Number(match[1])
 }
+
+/**
+ * A page from rows fetched newest first with `limit + 1`: the extra row only says whether another
+ * page follows, and the cursor points after the last item shown.
+ */
+export function toPage<T extends { id: number }>(items: T[], limit: number): Page<T> {
+  const shown = items.slice(0, limit)
+  const last = shown[shown.length - 1]
+  return { items: shown, nextCursor: items.length > limit && last ? encodeCursor(last.id) : null }
+}

@@ -2,7 +2,7 @@
 // run, written once and then only read.
 import type { Sql } from 'postgres'
 import type { JsonValue } from '../jobs/define.js'
-import { decodeCursor, encodeCursor, type Page } from './pagination.js'
+import { decodeCursor, type Page, toPage } from './pagination.js'
 import type { FileRecord, SnapshotParts } from './registry-diff.js'
 
 /** Rows per insert statement: 4 parameters each, well under PostgreSQL's 65,535. */
@@ -114,9 +114,7 @@ export function createRegistryService(sql: Sql) {
         select id, run_id, source_dir, created_at, summary from registry_snapshots
         where ${after === null ? sql`true` : sql`id < ${after}`}
         order by id desc limit ${limit + 1}`
-      const items = rows.slice(0, limit).map(toSummary)
-      const last = items[items.length - 1]
-      return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null }
+      return toPage(rows.map(toSummary), limit)
     },
 
     async get(id: number): Promise<Snapshot | null> {

@@ -3,7 +3,7 @@
 // two instances) can never both win.
 import type { Sql } from 'postgres'
 import type { JsonValue } from '../jobs/define.js'
-import { decodeCursor, encodeCursor, type Page } from './pagination.js'
+import { decodeCursor, type Page, toPage } from './pagination.js'
 
 export const RUN_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'skipped'] as const
 export const RUN_TRIGGERS = ['schedule', 'manual', 'retry', 'catch-up'] as const
@@ -174,9 +174,7 @@ export function createRunsService(sql: Sql) {
       const where = conditions.reduce((acc, c) => sql`${acc} and ${c}`, sql`true`)
       const rows = await sql<RunRow[]>`
         select ${columns} from job_runs where ${where} order by id desc limit ${limit + 1}`
-      const items = rows.slice(0, limit).map(toRun)
-      const last = items[items.length - 1]
-      return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null }
+      return toPage(rows.map(toRun), limit)
     },
 
     insertQueued,

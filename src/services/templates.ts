@@ -2,7 +2,7 @@
 // template-embed reads and writes. No HTTP here: routes and jobs both use these functions.
 import type { Sql } from 'postgres'
 import type { JsonValue } from '../jobs/define.js'
-import { decodeCursor, encodeCursor, type Page } from './pagination.js'
+import { decodeCursor, type Page, toPage } from './pagination.js'
 
 export interface EmbeddingInfo {
   model: string
@@ -97,9 +97,7 @@ export function createTemplatesService(sql: Sql) {
         select ${columns} from templates t left join template_embeddings e on e.template_id = t.id
         where ${after === null ? sql`true` : sql`t.id > ${after}`}
         order by t.id limit ${limit + 1}`
-      const items = rows.slice(0, limit).map(toTemplate)
-      const last = items[items.length - 1]
-      return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null }
+      return toPage(rows.map(toTemplate), limit)
     },
 
     async get(id: number): Promise<Template | null> {

@@ -3,7 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { freePort } from '../../src/db/embedded.js'
-import { eventually } from '../helper.js'
+import { eventually, TEST_ADMIN_TOKEN } from '../helper.js'
 
 export const ROOT = path.resolve(import.meta.dirname, '../..')
 
@@ -12,6 +12,10 @@ export interface ServerProcess {
   base: string
   output: () => string
   exited: Promise<number | null>
+  /** The admin token: STEWARD_ADMIN_TOKEN, or the one the first start wrote to DATA_DIR/admin-token. */
+  token: string
+  /** fetch() against this server (path only), with the admin token. */
+  fetch: (url: string, init?: RequestInit) => Promise<Response>
   /** fetch() against this server, parsed as JSON. */
   json: <T = unknown>(url: string, init?: { method?: string; body?: unknown }) => Promise<T>
 }
@@ -25,12 +29,22 @@ export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   return { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0', ...extra }
 }
 
+/**
+ * Starts `src/server.ts` and waits until it is ready. STEWARD_ADMIN_TOKEN is TEST_ADMIN_TOKEN unless
+ * `env` sets it (to '' for none: the server then creates one in DATA_DIR/admin-token).
+ */
 export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
   const port = await freePort()
   let output = ''
+  const fullEnv: Record<string, string> = {
+    PORT: String(port),
+    LOG_LEVEL: 'info',
+    STEWARD_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    ...env,
+  }
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     cwd: ROOT,
-    env: childEnv({ PORT: String(port), LOG_LEVEL: 'info', ...env }),
+    env: childEnv(fullEnv),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   child.stdout?.on('data', (d) => {
@@ -50,15 +64,20 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
     60_000,
     'the server to be ready',
   )
+  const token =
+    fullEnv.STEWARD_ADMIN_TOKEN ||
+    (await fs.readFile(path.join(fullEnv.DATA_DIR ?? 'data', 'admin-token'), 'utf8')).trim()
+  const authorized = (url: string, init: RequestInit = {}) =>
+    fetch(`${base}${url}`, { ...init, headers: { authorization: `Bearer ${token}`, ...init.headers } })
   const json = async <T>(url: string, init: { method?: string; body?: unknown } = {}) => {
-    const res = await fetch(`${base}${url}`, {
+    const res = await authorized(url, {
       method: init.method ?? 'GET',
       headers: init.body === undefined ? {} : { 'content-type': 'application/json' },
       body: init.body === undefined ? undefined : JSON.stringify(init.body),
     })
     return (res.status === 204 ? null : await res.json()) as T
   }
-  return { child, base, output: () => output, exited, json }
+  return { child, base, output: () => output, exited, token, fetch: authorized, json }
 }
 
 /** Processes whose command line mentions `needle` (a postgres server and its workers, say). */
