@@ -49,6 +49,12 @@ t.test('pg_dump missing, too old, or failing: the run fails with its words, noth
   const missing = await backUp(app)
   t.equal(missing.error?.code, 'pg_dump_missing')
   t.match(missing.error?.message, `pg_dump not found (looked in ${fake.dir})`)
+  const retries = (await app.inject('/runs?job=database-backup&trigger=retry')).json().items
+  t.same(
+    retries.map((r: { retryOf: number }) => r.retryOf),
+    [failed.id],
+    'a failing pg_dump is retried; a missing or too old one is not (no attempt could do better)',
+  )
 
   t.same(await listFiles(dir), before)
   t.same(await fs.readdir(path.join(dir, 'manual')), [path.dirname(before[0] as string).split('/')[1]])

@@ -88,8 +88,10 @@ t.test('a failed run removes what it wrote, keeps every older set, and prunes no
   })
   const run = await backUp(failing, 'hourly')
   t.equal(run.state, 'failed')
-  t.equal(run.error?.code, 'exit_code')
+  t.equal(run.error?.code, 'database_missing')
   t.match(run.error?.message, /^pg_dump exited with code 1: .*database "no_such_database" does not exist$/s)
+  const retries = (await failing.inject(`/runs?job=database-backup&trigger=retry`)).json().items
+  t.same(retries, [], 'a database that does not exist is not dumped again: no retry is queued')
   t.same(backupsOf(run), [])
   t.same(await listFiles(dir), before, 'the first database of the set is removed too; older sets untouched')
   t.equal((await setsOnDisk(dir, 'hourly')).length, 6, 'no empty set directory left')

@@ -73,11 +73,16 @@ export function toolFailure(tool: Tool, exit: ToolExit): BackupError | null {
     return new BackupError(
       missing ? `${tool.name}_missing` : 'spawn_failed',
       `${tool.name} (${tool.path}) could not be started: ${exit.error.message}`,
+      !missing,
     )
   }
   if (exit.code === 0) return null
   const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`
-  return new BackupError('exit_code', `${tool.name} ${how}${exit.stderr ? `: ${exit.stderr}` : ''}`)
+  const message = `${tool.name} ${how}${exit.stderr ? `: ${exit.stderr}` : ''}`
+  // Retrying cannot make a database exist; anything else (a restart, a lock) may pass next time.
+  if (/database "[^"]*" does not exist/.test(exit.stderr ?? ''))
+    return new BackupError('database_missing', message, false)
+  return new BackupError('exit_code', message)
 }
 
 /** Runs a tool to completion; rejects with its stderr when it fails, or with the abort reason. */

@@ -11,12 +11,16 @@ const run = promisify(execFile)
 
 export type ToolName = 'pg_dump' | 'pg_restore' | 'psql'
 
-/** A failure of a backup step; `code` becomes the run's error code. */
+/**
+ * A failure of a backup step; `code` becomes the run's error code. `retryable: false` when another
+ * attempt cannot do better (no pg_dump, a database that does not exist): the run fails at once.
+ */
 export class BackupError extends Error {
   override name = 'BackupError'
   constructor(
     readonly code: string,
     message: string,
+    readonly retryable = true,
   ) {
     super(message)
   }
@@ -54,7 +58,7 @@ export function parseDatabaseUrl(url: string): Connection {
   const match = /^postgres(?:ql)?:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]*)(?:\/([^?]*))?(?:\?(.*))?$/.exec(
     url,
   )
-  if (!match) throw new BackupError('bad_url', 'DATABASE_URL is not a postgres:// URL')
+  if (!match) throw new BackupError('bad_url', 'DATABASE_URL is not a postgres:// URL', false)
   const [, user, password, hostList = '', database, query = ''] = match
   const hosts: string[] = []
   const ports: string[] = []
@@ -186,11 +190,13 @@ export async function locateTool(
       'version_mismatch',
       `${tooOld.join(', ')} is older than the server (PostgreSQL ${server.text}); install the PostgreSQL ` +
         `${server.major} client tools or set BACKUP_PG_BIN_DIR to a directory with ${name} ${server.major} or newer`,
+      false,
     )
   }
   throw new BackupError(
     `${name}_missing`,
     `${name} not found (looked in ${places.map((p) => path.dirname(p)).join(', ')}); install the PostgreSQL ` +
       `${server.major} client tools or set BACKUP_PG_BIN_DIR`,
+    false,
   )
 }

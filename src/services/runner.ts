@@ -39,7 +39,13 @@ export interface RunnerDeps {
   log: FastifyBaseLogger
 }
 
-type Outcome = { state: 'succeeded' | 'failed' | 'cancelled'; result?: JsonValue | null; error?: RunError }
+type Outcome = {
+  state: 'succeeded' | 'failed' | 'cancelled'
+  result?: JsonValue | null
+  error?: RunError
+  /** The job said another attempt cannot succeed (an error with `retryable: false`). */
+  final?: boolean
+}
 
 export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
   const events = new EventEmitter<{ run: [Run] }>()
@@ -135,7 +141,7 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
       { state: outcome.state, durationMs: finished?.durationMs, error: outcome.error },
       'run finished',
     )
-    if (finished?.state === 'failed') await retryIfAllowed(finished)
+    if (finished?.state === 'failed' && !outcome.final) await retryIfAllowed(finished)
   }
 
   /**
@@ -266,9 +272,10 @@ function failure(err: unknown, signal: AbortSignal): Outcome {
     }
   }
   const error = reason instanceof Error ? reason : new Error(String(reason))
-  const { code } = error as Error & { code?: unknown }
+  const { code, retryable } = error as Error & { code?: unknown; retryable?: unknown }
   return {
     state: 'failed',
+    final: retryable === false,
     error: {
       code: typeof code === 'string' ? code : 'error',
       message: error.message.slice(0, 4000) || error.name,
