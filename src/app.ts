@@ -204,6 +204,8 @@ const STATUS_TEXT: Record<number, string> = {
   415: 'Unsupported Media Type',
   416: 'Range Not Satisfiable',
   429: 'Too Many Requests',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
 }
 
 /** 4xx errors keep their message (it says what to fix); 5xx details stay in the log. */
@@ -213,11 +215,17 @@ function errorHandler(err: FastifyError, request: FastifyRequest, reply: Fastify
   if (DATABASE_DOWN.has(String(err.code))) status = 503
   if (status >= 500) {
     request.log.error({ err }, 'request failed')
-    const down = status === 503
+    const down = status === 503 && DATABASE_DOWN.has(String(err.code))
+    // Errors that say `expose` carry a message written for the client (a failing upstream, say).
+    const exposed = (err as { expose?: unknown }).expose === true
     return reply.code(status).send({
       statusCode: status,
-      error: down ? 'Service Unavailable' : 'Internal Server Error',
-      message: down ? 'the database is unreachable; try again shortly' : 'internal error; see the server log',
+      error: STATUS_TEXT[status] ?? 'Internal Server Error',
+      message: exposed
+        ? err.message
+        : down
+          ? 'the database is unreachable; try again shortly'
+          : 'internal error; see the server log',
     })
   }
   return reply.code(status).send({

@@ -239,6 +239,7 @@ t.test('template-embed with the http provider, through the API', async (t) => {
   t.match(broken.error.message, /not JSON/)
   const search = await app.inject('/templates/search?q=backup')
   t.equal(search.statusCode, 502, 'a broken embeddings server is a bad gateway')
+  t.match(search.json().message, /^embedding the query failed: .*not JSON/, 'and the reply says so')
 })
 
 t.test('embeddings configuration: defaults, and the URL hidden in errors', async (t) => {

@@ -12,6 +12,7 @@ export interface SearchResult {
 export class EmbeddingsUnavailable extends Error {
   override name = 'EmbeddingsUnavailable'
   readonly statusCode = 502
+  readonly expose = true
 }
 
 export async function searchTemplates(
