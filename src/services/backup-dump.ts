@@ -36,9 +36,19 @@ const WRITE_BUFFER = 4 * 1024 * 1024
 // producing, so the final fsync finds little left to write instead of the whole dump.
 const FLUSH_EVERY = 64 * 1024 * 1024
 
+/**
+ * pg_dump's wait for each table lock. A dump queued behind a long exclusive lock (a migration, a
+ * VACUUM FULL) fails after this and is retried later, instead of hanging until the run's timeout.
+ */
+const LOCK_WAIT_TIMEOUT = '60s'
+
 /** pg_dump arguments: no connection details (they are in the environment), never a password. */
 export function pgDumpArgs(format: BackupFormat): string[] {
-  const args = ['--no-password', format === 'custom' ? '--format=custom' : '--format=plain']
+  const args = [
+    '--no-password',
+    `--lock-wait-timeout=${LOCK_WAIT_TIMEOUT}`,
+    format === 'custom' ? '--format=custom' : '--format=plain',
+  ]
   // Plain output compressed by pg_dump itself (gzip), in its own process rather than ours.
   if (format === 'gzip') args.push('--compress=6')
   return args
