@@ -3,22 +3,17 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { actorOf } from '../plugins/auth.js'
 import { AuditAction, Principal, Role, TokenName } from '../schemas/access.js'
-import { Cursor, errors, Limit, Page, Timestamp } from '../schemas/common.js'
+import { errors, ListQuery, Page, Timestamp } from '../schemas/common.js'
 
 const TokenRef = Type.Ref('Token')
 
-const AuditQuery = Type.Object(
-  {
-    actor: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-    action: Type.Optional(AuditAction),
-    target: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-    since: Type.Optional({ ...Timestamp, description: 'At or after (ISO-8601).' }),
-    until: Type.Optional({ ...Timestamp, description: 'Before (ISO-8601).' }),
-    limit: Type.Optional(Limit),
-    cursor: Type.Optional(Cursor),
-  },
-  { additionalProperties: false },
-)
+const AuditQuery = ListQuery({
+  actor: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  action: Type.Optional(AuditAction),
+  target: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  since: Type.Optional({ ...Timestamp, description: 'At or after (ISO-8601).' }),
+  until: Type.Optional({ ...Timestamp, description: 'Before (ISO-8601).' }),
+})
 
 const access: FastifyPluginAsyncTypebox = async (app) => {
   app.get(

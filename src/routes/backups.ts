@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { actorOf } from '../plugins/auth.js'
 import { BackupKind, BackupRef } from '../schemas/backup.js'
-import { Cursor, errors, Limit, Page } from '../schemas/common.js'
+import { errors, IdParams, ListQuery, Page } from '../schemas/common.js'
 import {
   contentDisposition,
   contentTypeOf,
@@ -17,17 +17,10 @@ import {
 } from '../services/backup-download.js'
 import { toBackup } from '../services/backups.js'
 
-const BackupId = Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) })
-
-const BackupQuery = Type.Object(
-  {
-    kind: Type.Optional(BackupKind),
-    database: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-    limit: Type.Optional(Limit),
-    cursor: Type.Optional(Cursor),
-  },
-  { additionalProperties: false },
-)
+const BackupQuery = ListQuery({
+  kind: Type.Optional(BackupKind),
+  database: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+})
 
 const DownloadHeaders = Type.Object({
   range: Type.Optional(
@@ -118,7 +111,7 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['backups'],
         summary: 'One backup',
-        params: BackupId,
+        params: IdParams,
         response: { 200: BackupRef, ...errors(400, 404) },
       },
     },
@@ -137,7 +130,7 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
       description:
         'Streams the file from disk. ETag is its sha256 (If-None-Match → 304); a single `Range: bytes=…` ' +
         'gives 206, an unsatisfiable one 416; HEAD answers the same headers without the body.',
-      params: BackupId,
+      params: IdParams,
       headers: DownloadHeaders,
       response: {
         200: FileResponse('The whole file'),
@@ -155,7 +148,7 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['backups'],
         summary: 'Delete a backup: its row, then its file',
-        params: BackupId,
+        params: IdParams,
         response: { 204: Type.Null(), ...errors(400, 404) },
       },
     },
@@ -177,7 +170,7 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
           'dropped afterwards), and compares its tables and row counts with what the dump holds. The ' +
           'outcome is recorded on the backup (verifiedAt, verifyResult) and returned. 409 when this ' +
           'server cannot run the check (no client tools, no right to create a database).',
-        params: BackupId,
+        params: IdParams,
         response: { 200: BackupRef, ...errors(400, 404, 409) },
       },
     },

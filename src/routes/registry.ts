@@ -2,16 +2,11 @@
 // or one by id.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { Cursor, errors, Limit, Page } from '../schemas/common.js'
+import { errors, IdParams, ListQuery, Page } from '../schemas/common.js'
 import { RegistrySnapshotRef, RegistrySnapshotSummaryRef } from '../schemas/registry.js'
 import { createRegistryService } from '../services/registry.js'
 
-const SnapshotId = Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) })
-
-const SnapshotQuery = Type.Object(
-  { limit: Type.Optional(Limit), cursor: Type.Optional(Cursor) },
-  { additionalProperties: false },
-)
+const SnapshotQuery = ListQuery({})
 
 const registry: FastifyPluginAsyncTypebox = async (app) => {
   // Made on first use: the OpenAPI generator builds these routes without a database.
@@ -50,7 +45,7 @@ const registry: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['registry'],
         summary: 'One registry snapshot',
-        params: SnapshotId,
+        params: IdParams,
         response: { 200: RegistrySnapshotRef, ...errors(400, 404) },
       },
     },

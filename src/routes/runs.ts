@@ -2,24 +2,17 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { actorOf } from '../plugins/auth.js'
-import { Cursor, errors, Limit, Page, Timestamp } from '../schemas/common.js'
+import { errors, IdParams, ListQuery, Page, Timestamp } from '../schemas/common.js'
 import { RunRef, RunState, RunTrigger } from '../schemas/run.js'
 
-const RunId = Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) })
-
-const RunQuery = Type.Object(
-  {
-    job: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-    schedule: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-    state: Type.Optional(RunState),
-    trigger: Type.Optional(RunTrigger),
-    since: Type.Optional({ ...Timestamp, description: 'Queued at or after (ISO-8601).' }),
-    until: Type.Optional({ ...Timestamp, description: 'Queued before (ISO-8601).' }),
-    limit: Type.Optional(Limit),
-    cursor: Type.Optional(Cursor),
-  },
-  { additionalProperties: false },
-)
+const RunQuery = ListQuery({
+  job: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+  schedule: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+  state: Type.Optional(RunState),
+  trigger: Type.Optional(RunTrigger),
+  since: Type.Optional({ ...Timestamp, description: 'Queued at or after (ISO-8601).' }),
+  until: Type.Optional({ ...Timestamp, description: 'Queued before (ISO-8601).' }),
+})
 
 const runs: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
@@ -44,7 +37,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['runs'],
         summary: 'One run',
-        params: RunId,
+        params: IdParams,
         response: { 200: RunRef, ...errors(400, 404) },
       },
     },
@@ -61,7 +54,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['runs'],
         summary: 'Cancel a queued or running run',
         description: 'A queued run is cancelled at once; a running one is aborted through its signal.',
-        params: RunId,
+        params: IdParams,
         response: { 202: RunRef, ...errors(400, 404, 409) },
       },
     },

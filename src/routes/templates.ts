@@ -1,18 +1,13 @@
 // Templates: what template-sync stored, one with its text, and search by embedding similarity.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { Cursor, errors, Limit, Nullable, Page } from '../schemas/common.js'
+import { errors, IdParams, Limit, ListQuery, Nullable, Page } from '../schemas/common.js'
 import { SearchHit, TemplateRef, TemplateSummaryRef } from '../schemas/template.js'
 import { createEmbedder } from '../services/embeddings.js'
 import { createTemplatesService } from '../services/templates.js'
 import { searchTemplates } from '../services/templates-search.js'
 
-const TemplateId = Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) })
-
-const ListQuery = Type.Object(
-  { limit: Type.Optional(Limit), cursor: Type.Optional(Cursor) },
-  { additionalProperties: false },
-)
+const TemplateQuery = ListQuery({})
 
 const SearchQuery = Type.Object(
   {
@@ -38,7 +33,7 @@ const templates: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['templates'],
         summary: 'List templates, in id order',
-        querystring: ListQuery,
+        querystring: TemplateQuery,
         response: { 200: Page(TemplateSummaryRef), ...errors(400) },
       },
     },
@@ -71,7 +66,7 @@ const templates: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['templates'],
         summary: 'One template, with its text',
-        params: TemplateId,
+        params: IdParams,
         response: { 200: TemplateRef, ...errors(400, 404) },
       },
     },

@@ -1,5 +1,5 @@
 // Schemas shared by several routes.
-import { type TSchema, Type } from 'typebox'
+import { type TProperties, type TSchema, Type } from 'typebox'
 
 export const ErrorReply = Type.Object(
   {
@@ -39,6 +39,16 @@ export const Cursor = Type.String({
   maxLength: 200,
   description: 'nextCursor of the previous page.',
 })
+
+/** `{id}` in a path: a row id. */
+export const IdParams = Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) })
+
+/** The query of a keyset-paginated list: its own filters, then `limit` and `cursor`; nothing else. */
+export const ListQuery = <P extends TProperties>(filters: P) =>
+  Type.Object(
+    { ...filters, limit: Type.Optional(Limit), cursor: Type.Optional(Cursor) },
+    { additionalProperties: false },
+  )
 
 /** Error replies a route can send, by status code. */
 export const errors = (...codes: number[]) =>

@@ -2,7 +2,7 @@
 // only ever inserted; the API reads them newest first with keyset pagination.
 import type { Sql } from 'postgres'
 import type { JsonValue } from '../jobs/define.js'
-import { decodeCursor, type Page, toPage } from './pagination.js'
+import { allOf, decodeCursor, type Page, toPage } from './pagination.js'
 
 export const AUDIT_ACTIONS = [
   'schedule.create',
@@ -67,15 +67,14 @@ export function createAudit(sql: Sql, instance: string) {
 
     async list(filter: AuditFilter, limit: number, cursor?: string): Promise<Page<AuditEntry>> {
       const after = cursor ? decodeCursor(cursor) : null
-      const conditions = [
+      const where = allOf(sql, [
         filter.actor !== undefined && sql`actor = ${filter.actor}`,
         filter.action !== undefined && sql`action = ${filter.action}`,
         filter.target !== undefined && sql`target = ${filter.target}`,
         filter.since !== undefined && sql`at >= ${filter.since}`,
         filter.until !== undefined && sql`at < ${filter.until}`,
         after !== null && sql`id < ${after}`,
-      ].filter((c) => c !== false)
-      const where = conditions.reduce((acc, c) => sql`${acc} and ${c}`, sql`true`)
+      ])
       const rows = await sql<AuditRow[]>`
         select id, at, actor, action, target, before, after, instance
         from audit_log where ${where} order by id desc limit ${limit + 1}`

@@ -10,7 +10,7 @@ import { type OpenBackup, openBackupFile } from './backup-download.js'
 import { type BackupFormat, type BackupKind, removeSetDir, resolveInside } from './backup-files.js'
 import { VerifyUnavailable, verifyBackup } from './backup-verify.js'
 import { Conflict, NotFound } from './errors.js'
-import { decodeCursor, type Page, toPage } from './pagination.js'
+import { allOf, decodeCursor, type Page, toPage } from './pagination.js'
 
 export interface Backup {
   id: number
@@ -147,12 +147,11 @@ export function createBackupsService(sql: Sql, config: Config, log?: FastifyBase
     /** Newest first, keyset-paginated on id. */
     async list(filter: BackupFilter, limit: number, cursor?: string): Promise<Page<Backup>> {
       const after = cursor ? decodeCursor(cursor) : null
-      const conditions = [
+      const where = allOf(sql, [
         filter.kind !== undefined && sql`kind = ${filter.kind}`,
         filter.database !== undefined && sql`database = ${filter.database}`,
         after !== null && sql`id < ${after}`,
-      ].filter((c) => c !== false)
-      const where = conditions.reduce((acc, c) => sql`${acc} and ${c}`, sql`true`)
+      ])
       const rows = await sql<BackupRow[]>`
         select ${columns} from backups where ${where} order by id desc limit ${limit + 1}`
       return toPage(

@@ -1,4 +1,6 @@
 // Keyset pagination: an opaque cursor carrying the id of the last item of the previous page.
+import type { PendingQuery, Row, Sql } from 'postgres'
+
 export interface Page<T> {
   items: T[]
   nextCursor: string | null
@@ -16,6 +18,17 @@ export function decodeCursor(cursor: string): number {
   if (!match)
     throw new CursorError('cursor is not one this server issued; use nextCursor from a previous page')
   return Number(match[1])
+}
+
+/**
+ * The filters that apply (`false` entries are the ones left unset), joined with `and`; `true`
+ * when none do. Keyset lists build their `where` with it.
+ */
+export function allOf(sql: Sql, conditions: (PendingQuery<Row[]> | false)[]): PendingQuery<Row[]> {
+  return conditions.reduce<PendingQuery<Row[]>>(
+    (acc, condition) => (condition === false ? acc : sql`${acc} and ${condition}`),
+    sql`true`,
+  )
 }
 
 /**

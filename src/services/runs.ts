@@ -3,7 +3,7 @@
 // two instances) can never both win.
 import type { Sql } from 'postgres'
 import type { JsonValue } from '../jobs/define.js'
-import { decodeCursor, type Page, toPage } from './pagination.js'
+import { allOf, decodeCursor, type Page, toPage } from './pagination.js'
 
 export const RUN_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'skipped'] as const
 export const RUN_TRIGGERS = ['schedule', 'manual', 'retry', 'catch-up'] as const
@@ -162,7 +162,7 @@ export function createRunsService(sql: Sql) {
     /** Newest first, keyset-paginated on id. */
     async list(filter: RunFilter, limit: number, cursor?: string): Promise<Page<Run>> {
       const after = cursor ? decodeCursor(cursor) : null
-      const conditions = [
+      const where = allOf(sql, [
         filter.job !== undefined && sql`job = ${filter.job}`,
         filter.schedule !== undefined && sql`schedule = ${filter.schedule}`,
         filter.state !== undefined && sql`state = ${filter.state}`,
@@ -170,8 +170,7 @@ export function createRunsService(sql: Sql) {
         filter.since !== undefined && sql`queued_at >= ${filter.since}`,
         filter.until !== undefined && sql`queued_at < ${filter.until}`,
         after !== null && sql`id < ${after}`,
-      ].filter((c) => c !== false)
-      const where = conditions.reduce((acc, c) => sql`${acc} and ${c}`, sql`true`)
+      ])
       const rows = await sql<RunRow[]>`
         select ${columns} from job_runs where ${where} order by id desc limit ${limit + 1}`
       return toPage(rows.map(toRun), limit)
