@@ -176,3 +176,29 @@ t.test('cache-clear deletes expired rows in batches, or everything with all', as
   const cleared = await waitForState(app, all.id, ['succeeded', 'failed'])
   t.same(cleared.result, { deleted: 21, batches: 1, remaining: 0, mode: 'all' })
 })
+
+t.test(
+  'a cache-clear blocked on a lock stops at cancel: its statement is cancelled on the server',
+  async (t) => {
+    const app = await buildTestApp(t, { env: { SCHEDULER_ENABLED: 'false' } })
+    const holder = await app.sql.reserve()
+    t.teardown(() => holder.release())
+    await holder`begin`
+    await holder`lock table analysis_cache in access exclusive mode`
+    const run = (await app.inject({ method: 'POST', url: '/jobs/cache-clear/runs', payload: {} })).json()
+    await waitForState(app, run.id, ['running'])
+    await eventually(async () => {
+      const [waiting] = await app.sql`
+      select 1 from pg_stat_activity where query like '%delete from analysis_cache%' and wait_event_type = 'Lock'`
+      return waiting ? true : undefined
+    })
+    await app.inject({ method: 'POST', url: `/runs/${run.id}/cancel` })
+    const cancelled = await waitForState(app, run.id, ['cancelled'])
+    t.equal(cancelled.error.code, 'cancelled')
+    const still = await app.sql`
+    select 1 from pg_stat_activity where query like '%delete from analysis_cache%' and state = 'active'
+      and pid <> pg_backend_pid()`
+    t.same(still, [], 'no statement of the job is left waiting on the lock')
+    await holder`rollback`
+  },
+)

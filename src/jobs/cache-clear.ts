@@ -1,7 +1,7 @@
 // cache-clear: removes stale analysis cache rows (the seed's `mix analyze.cache clear`).
 // Deletes in batches so a large purge never holds a long lock or one huge transaction.
 import { Type } from 'typebox'
-import { defineJob } from './define.js'
+import { cancellable, defineJob } from './define.js'
 
 export const cacheClear = defineJob({
   name: 'cache-clear',
@@ -21,8 +21,8 @@ export const cacheClear = defineJob({
     let deleted = 0
     let batches = 0
     for (;;) {
-      signal.throwIfAborted()
-      const rows = await sql`
+      const rows = await cancellable(
+        sql`
         delete from analysis_cache
         where ctid = any(array(
           select ctid from analysis_cache
@@ -30,7 +30,9 @@ export const cacheClear = defineJob({
           limit ${batch}
           for update skip locked
         ))
-        returning 1`
+        returning 1`,
+        signal,
+      )
       deleted += rows.length
       batches += 1
       if (rows.length < batch) break

@@ -1,8 +1,31 @@
 // What a job is: a name, an args schema, limits, and the function that does the work.
 import type { FastifyBaseLogger } from 'fastify'
-import type { Sql } from 'postgres'
+import type { PendingQuery, Row, Sql } from 'postgres'
 import type { Static, TObject } from 'typebox'
 import type { Config } from '../config.js'
+
+/**
+ * Awaits a query that PostgreSQL cancels (its statement is interrupted on the server) when the
+ * signal aborts, so a job waiting on a lock or a long statement stops at its timeout, cancel or
+ * shutdown instead of holding its connection until the statement ends.
+ */
+export async function cancellable<T extends readonly Row[]>(
+  query: PendingQuery<T>,
+  signal: AbortSignal,
+): Promise<T> {
+  signal.throwIfAborted()
+  const cancel = () => void query.cancel()
+  signal.addEventListener('abort', cancel, { once: true })
+  try {
+    return await query
+  } catch (err) {
+    // The server's "canceling statement due to user request" is the abort, said less clearly.
+    signal.throwIfAborted()
+    throw err
+  } finally {
+    signal.removeEventListener('abort', cancel)
+  }
+}
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
 

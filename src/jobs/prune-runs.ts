@@ -2,7 +2,7 @@
 // RUNS_RETENTION_DAYS, always keeping the newest 100 of each schedule and never touching queued or
 // running ones; in small batches, so no statement holds locks for long.
 import { Type } from 'typebox'
-import { defineJob } from './define.js'
+import { cancellable, defineJob } from './define.js'
 
 /** The history a schedule always keeps, however old. */
 const KEEP_PER_SCHEDULE = 100
@@ -30,8 +30,8 @@ export const pruneRuns = defineJob({
     let deleted = 0
     let batches = 0
     for (;;) {
-      signal.throwIfAborted()
-      const rows = await sql`
+      const rows = await cancellable(
+        sql`
         with candidates as (
           select id from job_runs r
           where r.state in ('succeeded', 'failed', 'cancelled', 'skipped')
@@ -46,7 +46,9 @@ export const pruneRuns = defineJob({
           for update skip locked
         )
         delete from job_runs where id in (select id from candidates)
-        returning 1`
+        returning 1`,
+        signal,
+      )
       deleted += rows.length
       batches += 1
       if (rows.length < args.batchSize) break
