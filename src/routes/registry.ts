@@ -1,7 +1,6 @@
 // Registry snapshots: what registry-sync found in the source tree, newest first, the latest one,
 // or one by id.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type } from 'typebox'
 import { errors, IdParams, ListQuery, Page } from '../schemas/common.js'
 import { RegistrySnapshotRef, RegistrySnapshotSummaryRef } from '../schemas/registry.js'
 import { createRegistryService } from '../services/registry.js'
