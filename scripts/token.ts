@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util'
 import postgres from 'postgres'
 import { ConfigError, loadConfig } from '../src/config.js'
-import { useEmbeddedPostgres } from '../src/db/embedded.js'
+import { COLUMN_CASE, useEmbeddedPostgres } from '../src/db/embedded.js'
 import { migrate } from '../src/db/migrate.js'
 import { createAudit } from '../src/services/audit.js'
 import { createTokens, ROLES, type Role } from '../src/services/tokens.js'
@@ -42,7 +42,7 @@ const embedded = config.databaseUrl ? undefined : await useEmbeddedPostgres(conf
 const sql = postgres(config.databaseUrl ?? (embedded?.url as string), {
   max: 1,
   onnotice: () => {},
-  transform: postgres.camel,
+  transform: COLUMN_CASE,
 })
 const actor = `cli:${process.env.USER ?? 'unknown'}`
 try {

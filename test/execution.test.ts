@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify'
 import postgres from 'postgres'
 import t from 'tap'
+import { COLUMN_CASE } from '../src/db/embedded.js'
 import { retryDelayMs } from '../src/services/runner.js'
 import type { Run } from '../src/services/runs.js'
 import { createRunsService } from '../src/services/runs.js'
@@ -16,8 +17,8 @@ const runsOf = async (app: FastifyInstance, query: string): Promise<Run[]> =>
 t.test('twenty concurrent claims of one fire: exactly one wins, 100 rounds', async (t) => {
   const url = await createTestDatabase(t)
   const pools = [
-    postgres(url, { max: 10, transform: postgres.camel }),
-    postgres(url, { max: 10, transform: postgres.camel }),
+    postgres(url, { max: 10, transform: COLUMN_CASE }),
+    postgres(url, { max: 10, transform: COLUMN_CASE }),
   ]
   t.teardown(() => Promise.all(pools.map((p) => p.end())))
   const services = pools.map(createRunsService)

@@ -121,3 +121,17 @@ t.test('run history: newest first, filters, keyset pagination', async (t) => {
     }
   })
 })
+
+t.test('args and results come back exactly as stored: keys inside JSON are not renamed', async (t) => {
+  const app = await buildTestApp(t, { env: { SCHEDULER_ENABLED: 'false' } })
+  const result = { rows_deleted: 3, by_table: { analysis_cache: 3 }, list: [{ snake_key: 1 }] }
+  const args = { older_than_days: 7 }
+  const [row] = await app.sql<{ id: number }[]>`
+    insert into job_runs (job, trigger, state, args, result, queued_at, started_at, finished_at)
+    values ('cache-clear', 'manual', 'succeeded', ${app.sql.json(args)}, ${app.sql.json(result)},
+            now(), now(), now())
+    returning id`
+  const run = (await app.inject(`/runs/${row?.id}`)).json()
+  t.same(run.result, result)
+  t.same(run.args, args)
+})

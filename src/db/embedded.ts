@@ -65,6 +65,15 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/**
+ * postgres.js options shared by every client: snake_case columns become camelCase properties (and
+ * back in `sql(object)` helpers). Only column names: `postgres.camel` would also rename the keys
+ * inside every json value it reads, changing what jobs stored (and costing a millisecond a page).
+ */
+export const COLUMN_CASE = {
+  column: { from: postgres.toCamel, to: postgres.fromCamel },
+} as const
+
 export async function freePort(): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = net.createServer()

@@ -1,6 +1,7 @@
 // The database connection (postgres.js), migrated before anything else uses it.
 import fp from 'fastify-plugin'
 import postgres, { type Sql } from 'postgres'
+import { COLUMN_CASE } from '../db/embedded.js'
 import { migrate } from '../db/migrate.js'
 
 declare module 'fastify' {
@@ -17,7 +18,7 @@ export default fp<DbOptions>(
   async (app, { databaseUrl }) => {
     const sql = postgres(databaseUrl, {
       max: 10,
-      transform: postgres.camel,
+      transform: COLUMN_CASE,
       onnotice: () => {},
       // Fail fast rather than hang a request when the server is down; the pool reconnects by itself.
       connect_timeout: 10,
