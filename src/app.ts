@@ -76,12 +76,21 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   ])
     app.addSchema(schema)
   await app.register(helmet, { contentSecurityPolicy: { directives: CONTENT_SECURITY_POLICY } })
-  // An overloaded process answers 503 with Retry-After instead of queueing requests until it falls over.
+  // An overloaded process (its event loop lagging a second on average, or its heap over the limit)
+  // answers 503 with Retry-After instead of queueing requests until it falls over. Probes still
+  // answer: they are cheap, and a monitor must be able to see the state of a busy process.
   await app.register(underPressure, {
-    maxEventLoopDelay: 1000,
-    maxEventLoopUtilization: 0.98,
-    retryAfter: 10,
-    message: 'the server is overloaded; retry shortly',
+    maxEventLoopDelay: config.overloadEventLoopDelayMs,
+    maxHeapUsedBytes: config.overloadHeapMb * 1024 * 1024,
+    pressureHandler: (request, reply) => {
+      if (PROBES.has(request.routeOptions.url ?? '')) return // goes on to the route
+      // Sent here, the request goes no further (Fastify stops once a reply is sent).
+      void reply.code(503).header('retry-after', 10).send({
+        statusCode: 503,
+        error: 'Service Unavailable',
+        message: 'the server is overloaded; retry in 10 s',
+      })
+    },
   })
   if (!options.documentationOnly) {
     if (!config.databaseUrl)
@@ -134,6 +143,8 @@ const CONTENT_SECURITY_POLICY = {
   formAction: ["'self'"],
   frameAncestors: ["'none'"],
 }
+
+const PROBES = new Set(['/health', '/ready', '/metrics'])
 
 /** Log redaction: credentials never reach the log, whatever a log call passes in. */
 const LOG_REDACT = [

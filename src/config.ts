@@ -40,6 +40,8 @@ export const ConfigSchema = Type.Object({
   STEWARD_ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
   RATE_LIMIT_MUTATIONS: Type.Integer({ minimum: 1, default: 300 }),
   AUTH_FAILURES_PER_MINUTE: Type.Integer({ minimum: 1, default: 30 }),
+  OVERLOAD_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 1, default: 1000 }),
+  OVERLOAD_HEAP_MB: Type.Integer({ minimum: 0, default: 0 }),
   INSTANCE_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
 })
 
@@ -92,6 +94,10 @@ export interface Config {
   rateLimitMutations: number
   /** Failed authentications per client address per minute before it is refused for the minute. */
   authFailuresPerMinute: number
+  /** Shed API requests (503) while the event loop's mean delay is over this. */
+  overloadEventLoopDelayMs: number
+  /** Shed API requests while the V8 heap is over this many MiB; 0: no heap limit. */
+  overloadHeapMb: number
   /** Recorded on every run this process executes. */
   instanceId: string
 }
@@ -177,6 +183,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminToken: e.STEWARD_ADMIN_TOKEN,
     rateLimitMutations: e.RATE_LIMIT_MUTATIONS,
     authFailuresPerMinute: e.AUTH_FAILURES_PER_MINUTE,
+    overloadEventLoopDelayMs: e.OVERLOAD_EVENT_LOOP_DELAY_MS,
+    overloadHeapMb: e.OVERLOAD_HEAP_MB,
     instanceId: e.INSTANCE_ID ?? `${os.hostname()}:${process.pid}`,
   }
 }
