@@ -1,0 +1,29 @@
+// The benchmarks' own job, registered only by them: it does nothing, or (record) writes one row per
+// execution to bench_executions, so a fire executed twice shows up however it came about.
+import { Type } from 'typebox'
+import { defineJob, jobs } from '../src/jobs/index.js'
+
+export const NOOP = 'bench-noop'
+
+/** When each run's body started in this process (epoch ms), for the in-process benchmarks. */
+export const bodyStarts = new Map<string, number>()
+
+export const noopJob = defineJob({
+  name: NOOP,
+  description: 'Benchmark no-op: returns at once (record: also logs the execution in bench_executions)',
+  args: Type.Object({ record: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+  timeoutMs: 60_000,
+  maxAttempts: 1,
+  run: async (ctx) => {
+    bodyStarts.set(ctx.runId, Date.now())
+    if (ctx.args.record) {
+      await ctx.sql`insert into bench_executions (run_id, instance) values (${ctx.runId}, ${ctx.config.instanceId})`
+    }
+    return null
+  },
+})
+
+export const benchJobs = [...jobs, noopJob]
+
+export const EXECUTIONS_TABLE = `create table if not exists bench_executions (
+  run_id bigint not null, instance text not null, at timestamptz not null default clock_timestamp())`
