@@ -17,12 +17,15 @@ import { jobs as registeredJobs } from './jobs/index.js'
 import auth from './plugins/auth.js'
 import backupsPlugin from './plugins/backups.js'
 import db from './plugins/db.js'
+import monitoring from './plugins/monitoring.js'
 import scheduler from './plugins/scheduler.js'
 import swagger from './plugins/swagger.js'
 import access from './routes/access.js'
 import backups from './routes/backups.js'
+import events from './routes/events.js'
 import health from './routes/health.js'
 import jobs from './routes/jobs.js'
+import metrics from './routes/metrics.js'
 import registry from './routes/registry.js'
 import runs from './routes/runs.js'
 import schedules from './routes/schedules.js'
@@ -35,6 +38,7 @@ import { RegistrySnapshot, RegistrySnapshotSummary } from './schemas/registry.js
 import { Run } from './schemas/run.js'
 import { Schedule } from './schemas/schedule.js'
 import { Template, TemplateSummary } from './schemas/template.js'
+import { isDatabaseDown } from './services/errors.js'
 import { CursorError } from './services/pagination.js'
 
 export interface BuildOptions {
@@ -114,6 +118,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   if (!options.documentationOnly) {
     await app.register(scheduler, { config, jobs: options.jobs ?? registeredJobs, clock: options.clock })
     await app.register(backupsPlugin)
+    await app.register(monitoring, { clock: options.clock })
   }
 
   await app.register(health)
@@ -124,11 +129,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(registry)
   await app.register(templates)
   await app.register(access)
+  await app.register(events)
+  await app.register(metrics)
   return app
 }
 
 /**
- * Same-origin only. Swagger UI and the dashboard load scripts from this server and nowhere else;
  * Swagger UI sets inline styles and shows data: images, which the two relaxations allow.
  */
 const CONTENT_SECURITY_POLICY = {
@@ -192,18 +198,6 @@ async function rejectInfiniteNumbers(request: FastifyRequest): Promise<void> {
   }
 }
 
-// postgres.js connection failures: the database is down, not the request wrong.
-const DATABASE_DOWN = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'CONNECT_TIMEOUT',
-  'CONNECTION_CLOSED',
-  'CONNECTION_ENDED',
-  'CONNECTION_DESTROYED',
-  '57P01', // admin_shutdown
-  '57P03', // cannot_connect_now
-])
-
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',
@@ -223,10 +217,10 @@ const STATUS_TEXT: Record<number, string> = {
 function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   let status = err.statusCode ?? 500
   if (err instanceof CursorError || err.validation) status = 400
-  if (DATABASE_DOWN.has(String(err.code))) status = 503
+  if (isDatabaseDown(err)) status = 503
   if (status >= 500) {
     request.log.error({ err }, 'request failed')
-    const down = status === 503 && DATABASE_DOWN.has(String(err.code))
+    const down = status === 503 && isDatabaseDown(err)
     // Errors that say `expose` carry a message written for the client (a failing upstream, say).
     const exposed = (err as { expose?: unknown }).expose === true
     return reply.code(status).send({

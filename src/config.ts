@@ -43,6 +43,12 @@ export const ConfigSchema = Type.Object({
   OVERLOAD_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 1, default: 1000 }),
   OVERLOAD_HEAP_MB: Type.Integer({ minimum: 0, default: 0 }),
   INSTANCE_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
+  ALERT_WEBHOOK_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  ALERT_CHECK_MS: Type.Integer({ minimum: 50, default: 15_000 }),
+  ALERT_RETRY_BASE_MS: Type.Integer({ minimum: 10, default: 5000 }),
+  ALERT_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
+  EVENTS_PING_MS: Type.Integer({ minimum: 50, default: 15_000 }),
 })
 
 export type Env = Static<typeof ConfigSchema>
@@ -100,6 +106,17 @@ export interface Config {
   overloadHeapMb: number
   /** Recorded on every run this process executes. */
   instanceId: string
+  /** When set, GET /metrics needs `Authorization: Bearer <metricsToken>`. */
+  metricsToken?: string
+  /** Where alerts are POSTed (runs failed for good, schedules late and recovered); unset: no alerts. */
+  alertWebhookUrl?: string
+  /** How often failed runs and schedule health are checked for alerts. */
+  alertCheckMs: number
+  /** Delivery retry n waits min(10 min, alertRetryBaseMs × 2^(n−1)) × (1 + jitter). */
+  alertRetryBaseMs: number
+  alertMaxAttempts: number
+  /** How often GET /events sends a keep-alive comment. */
+  eventsPingMs: number
 }
 
 export class ConfigError extends Error {
@@ -186,5 +203,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     overloadEventLoopDelayMs: e.OVERLOAD_EVENT_LOOP_DELAY_MS,
     overloadHeapMb: e.OVERLOAD_HEAP_MB,
     instanceId: e.INSTANCE_ID ?? `${os.hostname()}:${process.pid}`,
+    metricsToken: e.METRICS_TOKEN,
+    alertWebhookUrl: e.ALERT_WEBHOOK_URL,
+    alertCheckMs: e.ALERT_CHECK_MS,
+    alertRetryBaseMs: e.ALERT_RETRY_BASE_MS,
+    alertMaxAttempts: e.ALERT_MAX_ATTEMPTS,
+    eventsPingMs: e.EVENTS_PING_MS,
   }
 }

@@ -4,6 +4,7 @@ import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js'
+import { isDatabaseDown } from './services/errors.js'
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>
@@ -33,12 +34,37 @@ async function main(): Promise<void> {
 
   // First signal: graceful (running jobs get SHUTDOWN_GRACE_MS, then aborted jobs up to 12 s to
   // stop their child processes, then the pool up to 5 s); a second signal forces exit.
-  closeWithGrace({ delay: config.shutdownGraceMs + 30_000 }, async ({ signal, err }) => {
-    if (err) app.log.error({ err }, 'shutting down after an error')
-    else app.log.info({ signal }, 'shutting down')
+  const stop = async () => {
     await app.close()
     await embedded?.stop()
     app.log.info('stopped')
+  }
+  const closer = closeWithGrace(
+    { delay: config.shutdownGraceMs + 30_000, skip: ['unhandledRejection'] },
+    async ({ signal, err }) => {
+      if (err) app.log.error({ err }, 'shutting down after an error')
+      else app.log.info({ signal }, 'shutting down')
+      await stop()
+    },
+  )
+  // postgres.js can reject a promise nobody awaits when the database drops a new connection (its
+  // type lookup on connect). That is an outage the loops already ride out, not a reason to stop.
+  // Any other unhandled rejection is a bug: shut down gracefully, as close-with-grace would.
+  let failing = false
+  process.on('unhandledRejection', (err) => {
+    if (isDatabaseDown(err)) {
+      app.log.warn({ err }, 'database connection lost outside any request; carrying on')
+      return
+    }
+    app.log.error({ err }, 'unhandled rejection: shutting down')
+    if (failing) return
+    failing = true
+    closer.uninstall()
+    const deadline = setTimeout(() => process.exit(1), config.shutdownGraceMs + 30_000)
+    void stop().finally(() => {
+      clearTimeout(deadline)
+      process.exit(1)
+    })
   })
 
   try {

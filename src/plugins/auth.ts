@@ -37,10 +37,12 @@ declare module 'fastify' {
 export const ACCESS: Record<string, Access> = {
   'GET /health': 'public',
   'GET /ready': 'public',
+  'GET /metrics': 'public', // closed by METRICS_TOKEN when set (src/routes/metrics.ts)
   'GET /openapi.json': 'public',
   'GET /': 'public', // the dashboard page: it asks for a token and calls the API with it
 
   'GET /me': 'viewer',
+  'GET /events': 'viewer',
   'GET /jobs': 'viewer',
   'GET /jobs/:name': 'viewer',
   'GET /runs': 'viewer',

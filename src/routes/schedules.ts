@@ -22,7 +22,10 @@ const ScheduleRef = Type.Ref('Schedule')
 
 /** A schedule as the API shows it: with its next fire time(s) and last run. */
 async function present(app: FastifyInstance, list: Schedule[], count?: number) {
-  const lastRuns = await app.runs.lastBySchedule(list.map((s) => s.name))
+  const [lastRuns, health] = await Promise.all([
+    app.runs.lastBySchedule(list.map((s) => s.name)),
+    app.scheduleHealth.evaluate(list),
+  ])
   return list.map((schedule) => {
     const { createdAt: _, ...rest } = schedule
     const firing = schedule.enabled && app.jobs.has(schedule.job)
@@ -32,6 +35,7 @@ async function present(app: FastifyInstance, list: Schedule[], count?: number) {
       nextRunAt: upcoming[0]?.toISOString() ?? null,
       ...(count ? { nextRuns: upcoming.map((d) => d.toISOString()) } : {}),
       lastRun: lastRuns.get(schedule.name) ?? null,
+      health: health.get(schedule.name)?.health ?? 'ok',
     }
   })
 }

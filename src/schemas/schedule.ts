@@ -41,6 +41,12 @@ export const Schedule = Type.Object(
     nextRunAt: Nullable(Timestamp),
     nextRuns: Type.Optional(Type.Array(Timestamp)),
     lastRun: Type.Optional(Nullable(Type.Ref('Run'))),
+    health: Type.Enum(['ok', 'late', 'failing'], {
+      description:
+        'late: no success for more than twice the interval between fires plus the job timeout ' +
+        '(counted from the last success or the last edit); failing: the latest finished run ' +
+        'failed; ok otherwise. Disabled schedules are never late.',
+    }),
     updatedAt: Timestamp,
   },
   { $id: 'Schedule' },
