@@ -16,6 +16,7 @@ import type { AnyJob } from './jobs/define.js'
 import { jobs as registeredJobs } from './jobs/index.js'
 import auth from './plugins/auth.js'
 import backupsPlugin from './plugins/backups.js'
+import dashboard from './plugins/dashboard.js'
 import db from './plugins/db.js'
 import monitoring from './plugins/monitoring.js'
 import scheduler from './plugins/scheduler.js'
@@ -129,12 +130,14 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(registry)
   await app.register(templates)
   await app.register(access)
+  await app.register(dashboard)
   await app.register(events)
   await app.register(metrics)
   return app
 }
 
 /**
+ * Same-origin only. Swagger UI and the dashboard load scripts from this server and nowhere else;
  * Swagger UI sets inline styles and shows data: images, which the two relaxations allow.
  */
 const CONTENT_SECURITY_POLICY = {

@@ -1,0 +1,678 @@
+// Steward's status dashboard: schedules, runs and backups, over the public API with the operator's
+// token (kept in sessionStorage). Live run updates come from GET /events (Server-Sent Events, read
+// with fetch so the token can go in a header), with polling when the stream is unavailable.
+// Everything the API returns is put in the page as text, never as HTML.
+
+const ROLES = ['viewer', 'operator', 'admin']
+const TOKEN_KEY = 'steward-token'
+const POLL_MS = 2000
+
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY) ?? '',
+  role: null,
+  jobs: new Map(),
+  schedules: [],
+  runs: new Map(),
+  runsCursor: null,
+  runFilter: {},
+  backupsCursor: null,
+  live: null,
+  editing: null,
+  running: null,
+}
+
+const $ = (selector) => document.querySelector(selector)
+
+/** A DOM element: h('td', {class: 'x'}, 'text', child…). Strings become text nodes. */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag)
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue
+    if (key.startsWith('on')) el.addEventListener(key.slice(2), value)
+    else if (key === 'class') el.className = value
+    else el.setAttribute(key, value === true ? '' : String(value))
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue
+    el.append(typeof child === 'string' || typeof child === 'number' ? String(child) : child)
+  }
+  return el
+}
+
+const can = (role) => state.role !== null && ROLES.indexOf(state.role) >= ROLES.indexOf(role)
+
+function setStatus(message, isError = false) {
+  const status = $('#status')
+  status.textContent = message
+  status.classList.toggle('error', isError)
+}
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message)
+    this.status = status
+  }
+}
+
+/** Calls the API with the token; 4xx/5xx become ApiError with the API's own message. */
+async function api(path, { method = 'GET', body } = {}) {
+  const headers = { authorization: `Bearer ${state.token}` }
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const data = res.headers.get('content-type')?.includes('application/json') ? await res.json() : null
+  if (res.ok) return data
+  const message = data?.message ?? res.statusText
+  if (res.status === 401) {
+    setStatus(`The token was refused (${message}). Enter a valid token.`, true)
+    $('#token').focus()
+  } else if (res.status === 403) {
+    setStatus(`Not allowed: ${message}`, true)
+  }
+  throw new ApiError(res.status, message)
+}
+
+/** Runs an action, reporting failures in the status line (401/403 already are). */
+async function attempt(action) {
+  try {
+    return await action()
+  } catch (err) {
+    if (!(err instanceof ApiError && (err.status === 401 || err.status === 403))) {
+      setStatus(err instanceof ApiError ? err.message : `Request failed: ${err.message}`, true)
+    }
+    return undefined
+  }
+}
+
+// ---- formatting
+
+const time = (iso) => (iso ? new Date(iso).toLocaleString() : '—')
+
+function duration(ms) {
+  if (ms === null || ms === undefined) return '—'
+  if (ms < 1000) return `${ms} ms`
+  const s = ms / 1000
+  if (s < 60) return `${s.toFixed(1)} s`
+  return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`
+}
+
+function relative(ms) {
+  const abs = Math.abs(ms)
+  const s = Math.round(abs / 1000)
+  let text
+  if (s < 60) text = `${s} s`
+  else if (s < 3600) text = `${Math.floor(s / 60)} min ${s % 60} s`
+  else if (s < 86_400) text = `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`
+  else text = `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3600)} h`
+  return ms >= 0 ? `in ${text}` : `${text} ago`
+}
+
+function bytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let value = n
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`
+}
+
+function describeCron(cron) {
+  try {
+    return window.cronstrue ? window.cronstrue.toString(cron, { use24HourTimeFormat: true }) : ''
+  } catch {
+    return ''
+  }
+}
+
+const stateBadge = (value) => h('span', { class: `state state-${value}` }, value)
+
+// ---- token and identity
+
+async function signIn(token) {
+  state.token = token
+  const me = await api('/me').catch((err) => {
+    if (err instanceof ApiError && err.status === 404) return { name: 'unknown', role: 'admin' }
+    throw err
+  })
+  state.role = me.role
+  sessionStorage.setItem(TOKEN_KEY, token)
+  $('#who').textContent = `Signed in as ${me.name} (${me.role})`
+  $('#forget').hidden = false
+  $('#token').value = ''
+  $('#main').hidden = false
+  setStatus('')
+  await Promise.all([loadJobs(), loadSchedules(), loadRuns(), loadBackups()])
+  startLive()
+}
+
+function signOut() {
+  sessionStorage.removeItem(TOKEN_KEY)
+  state.token = ''
+  state.role = null
+  stopLive()
+  $('#main').hidden = true
+  $('#who').textContent = ''
+  $('#forget').hidden = true
+  setStatus('Token forgotten.')
+}
+
+// ---- jobs and schedules
+
+async function loadJobs() {
+  const { items } = await api('/jobs')
+  state.jobs = new Map(items.map((job) => [job.name, job]))
+  const select = $('#run-filters select[name=job]')
+  const current = select.value
+  select.replaceChildren(h('option', { value: '' }, 'any'), ...items.map((job) => h('option', {}, job.name)))
+  select.value = current
+}
+
+async function loadSchedules() {
+  const { items } = await api('/schedules')
+  state.schedules = items
+  renderSchedules()
+}
+
+function renderSchedules() {
+  const rows = state.schedules.map((s) => {
+    const last = s.lastRun
+    const enabled = h('input', {
+      type: 'checkbox',
+      role: 'switch',
+      'aria-label': `${s.name} enabled`,
+      checked: s.enabled,
+      disabled: !can('admin'),
+      onchange: (event) => setEnabled(s, event.target.checked),
+    })
+    return h(
+      'tr',
+      { 'data-schedule': s.name },
+      h('td', {}, h('strong', {}, s.name)),
+      h('td', {}, s.job),
+      h(
+        'td',
+        { class: 'wrap' },
+        h('code', {}, s.cron),
+        h('span', { class: 'sub' }, describeCron(s.cron)),
+        h('span', { class: 'sub' }, s.timezone),
+      ),
+      h(
+        'td',
+        {},
+        s.nextRunAt ? time(s.nextRunAt) : 'not scheduled',
+        s.nextRunAt
+          ? h(
+              'span',
+              { class: 'sub countdown', 'data-at': s.nextRunAt },
+              relative(Date.parse(s.nextRunAt) - Date.now()),
+            )
+          : null,
+      ),
+      h(
+        'td',
+        {},
+        last
+          ? h(
+              'button',
+              {
+                type: 'button',
+                class: 'link',
+                onclick: () => showRun(last.id),
+                'aria-label': `Run ${last.id} details`,
+              },
+              stateBadge(last.state),
+            )
+          : '—',
+        last ? h('span', { class: 'sub' }, duration(last.durationMs)) : null,
+      ),
+      h('td', {}, s.health ? h('span', { class: `health health-${s.health}` }, s.health) : '—'),
+      h('td', {}, enabled),
+      h(
+        'td',
+        {},
+        h(
+          'div',
+          { class: 'actions' },
+          can('operator')
+            ? h('button', { type: 'button', onclick: () => openRunDialog(s.job, s.args) }, 'Run now')
+            : null,
+          can('admin') ? h('button', { type: 'button', onclick: () => openEditDialog(s) }, 'Edit') : null,
+        ),
+      ),
+    )
+  })
+  $('#schedules tbody').replaceChildren(...rows)
+}
+
+async function setEnabled(schedule, enabled) {
+  const done = await attempt(() =>
+    api(`/schedules/${encodeURIComponent(schedule.name)}`, { method: 'PATCH', body: { enabled } }),
+  )
+  if (done) setStatus(`${schedule.name} ${enabled ? 'enabled' : 'disabled'}.`)
+  await attempt(loadSchedules)
+}
+
+// ---- run now
+
+function openRunDialog(jobName, args = {}) {
+  const job = state.jobs.get(jobName)
+  state.running = jobName
+  $('#run-dialog-title').textContent = `Run ${jobName} now`
+  const props = Object.entries(job?.argsSchema?.properties ?? {})
+  $('#run-schema').textContent = props.length
+    ? `Arguments: ${props.map(([name, p]) => `${name}${p.type ? ` (${p.type})` : ''}`).join(', ')}`
+    : 'This job takes no arguments.'
+  $('#run-args').value = JSON.stringify(args ?? {}, null, 2)
+  $('#run-error').textContent = ''
+  $('#run-dialog').showModal()
+  $('#run-args').focus()
+}
+
+async function submitRun(event) {
+  event.preventDefault()
+  let args
+  try {
+    args = JSON.parse($('#run-args').value || '{}')
+  } catch (err) {
+    $('#run-error').textContent = `The arguments are not JSON: ${err.message}`
+    return
+  }
+  try {
+    const run = await api(`/jobs/${encodeURIComponent(state.running)}/runs`, {
+      method: 'POST',
+      body: { args },
+    })
+    $('#run-dialog').close()
+    setStatus(`Run ${run.id} of ${run.job} queued.`)
+    upsertRun(run)
+  } catch (err) {
+    $('#run-error').textContent = err.message
+  }
+}
+
+// ---- edit a schedule, with a live preview
+
+let previewTimer
+let previewSeq = 0
+
+function openEditDialog(schedule) {
+  state.editing = schedule.name
+  $('#edit-dialog-title').textContent = `Edit ${schedule.name}`
+  $('#edit-cron').value = schedule.cron
+  $('#edit-timezone').value = schedule.timezone
+  $('#edit-error').textContent = ''
+  $('#edit-dialog').showModal()
+  $('#edit-cron').focus()
+  preview()
+}
+
+function schedulePreview() {
+  clearTimeout(previewTimer)
+  previewTimer = setTimeout(preview, 250)
+}
+
+async function preview() {
+  const cron = $('#edit-cron').value.trim()
+  const timezone = $('#edit-timezone').value.trim()
+  $('#edit-describe').textContent = describeCron(cron)
+  const seq = ++previewSeq
+  try {
+    const { nextRuns } = await api('/schedules/preview', {
+      method: 'POST',
+      body: { cron, timezone, count: 5 },
+    })
+    if (seq !== previewSeq) return
+    $('#edit-error').textContent = ''
+    $('#edit-preview').replaceChildren(...nextRuns.map((at) => h('li', {}, time(at))))
+  } catch (err) {
+    if (seq !== previewSeq) return
+    $('#edit-error').textContent = err.message
+    $('#edit-preview').replaceChildren()
+  }
+}
+
+async function submitEdit(event) {
+  event.preventDefault()
+  const body = { cron: $('#edit-cron').value.trim(), timezone: $('#edit-timezone').value.trim() }
+  try {
+    await api(`/schedules/${encodeURIComponent(state.editing)}`, { method: 'PATCH', body })
+    $('#edit-dialog').close()
+    setStatus(`${state.editing} saved.`)
+    await loadSchedules()
+  } catch (err) {
+    $('#edit-error').textContent = err.message
+  }
+}
+
+// ---- runs
+
+function runQuery(cursor) {
+  const params = new URLSearchParams({ limit: '50' })
+  for (const [key, value] of Object.entries(state.runFilter)) if (value) params.set(key, value)
+  if (cursor) params.set('cursor', cursor)
+  return `/runs?${params}`
+}
+
+async function loadRuns() {
+  const page = await api(runQuery())
+  state.runs = new Map(page.items.map((run) => [run.id, run]))
+  state.runsCursor = page.nextCursor
+  renderRuns()
+}
+
+async function moreRuns() {
+  const page = await api(runQuery(state.runsCursor))
+  for (const run of page.items) state.runs.set(run.id, run)
+  state.runsCursor = page.nextCursor
+  renderRuns()
+}
+
+function matchesFilter(run) {
+  const f = state.runFilter
+  if (f.job && run.job !== f.job) return false
+  if (f.state && run.state !== f.state) return false
+  if (f.trigger && run.trigger !== f.trigger) return false
+  if (f.since && run.queuedAt < f.since) return false
+  if (f.until && run.queuedAt >= f.until) return false
+  return true
+}
+
+/** A run changed (live event or an action here): update its row, or add it when it is new. */
+function upsertRun(run) {
+  if (!matchesFilter(run)) {
+    if (state.runs.delete(run.id)) renderRuns()
+    return
+  }
+  const known = state.runs.has(run.id)
+  const newest = Math.max(0, ...state.runs.keys())
+  if (!known && run.id < newest && state.runs.size > 0 && state.runsCursor) return // on a later page
+  state.runs.set(run.id, run)
+  renderRuns()
+  if (['succeeded', 'failed', 'cancelled', 'skipped'].includes(run.state)) refreshSoon()
+}
+
+function renderRuns() {
+  const runs = [...state.runs.values()].sort((a, b) => b.id - a.id)
+  const rows = runs.map((run) =>
+    h(
+      'tr',
+      { 'data-run': run.id },
+      h(
+        'td',
+        {},
+        h('button', { type: 'button', class: 'link', onclick: () => showRun(run.id) }, `#${run.id}`),
+      ),
+      h('td', {}, run.job, run.schedule ? h('span', { class: 'sub' }, run.schedule) : null),
+      h('td', {}, stateBadge(run.state), run.error ? h('span', { class: 'sub' }, run.error.code) : null),
+      h(
+        'td',
+        {},
+        run.trigger,
+        run.attempt > 1 ? h('span', { class: 'sub' }, `attempt ${run.attempt}`) : null,
+      ),
+      h('td', {}, time(run.queuedAt)),
+      h('td', {}, duration(run.durationMs)),
+      h(
+        'td',
+        {},
+        can('operator') && (run.state === 'queued' || run.state === 'running')
+          ? h('button', { type: 'button', class: 'danger', onclick: () => cancelRun(run.id) }, 'Cancel')
+          : null,
+      ),
+    ),
+  )
+  $('#runs tbody').replaceChildren(...rows)
+  $('#more-runs').hidden = !state.runsCursor
+}
+
+async function cancelRun(id) {
+  const run = await attempt(() => api(`/runs/${id}/cancel`, { method: 'POST' }))
+  if (run) {
+    setStatus(`Cancel of run ${id} requested.`)
+    upsertRun(run)
+  }
+}
+
+async function showRun(id) {
+  const run = await attempt(() => api(`/runs/${id}`))
+  if (!run) return
+  const json = (value) => h('pre', {}, JSON.stringify(value, null, 2))
+  const fields = [
+    ['Job', run.job],
+    ['Schedule', run.schedule ?? '—'],
+    ['State', stateBadge(run.state)],
+    ['Trigger', run.trigger],
+    ['Attempt', `${run.attempt} of ${run.maxAttempts}${run.retryOf ? ` (retry of #${run.retryOf})` : ''}`],
+    ['Instance', run.instance ?? '—'],
+    ['Scheduled for', time(run.scheduledFor)],
+    ['Queued', time(run.queuedAt)],
+    ['Started', time(run.startedAt)],
+    ['Finished', time(run.finishedAt)],
+    ['Duration', duration(run.durationMs)],
+    ['Arguments', json(run.args)],
+    ['Result', json(run.result)],
+    ['Error', run.error ? `${run.error.code}: ${run.error.message}` : '—'],
+  ]
+  $('#detail-title').textContent = `Run #${run.id}`
+  $('#detail').replaceChildren(...fields.flatMap(([name, value]) => [h('dt', {}, name), h('dd', {}, value)]))
+  $('#detail-dialog').showModal()
+}
+
+// ---- live updates
+
+function parseEvent(block) {
+  let event = 'message'
+  const data = []
+  for (const line of block.split('\n')) {
+    if (line.startsWith('event:')) event = line.slice(6).trim()
+    else if (line.startsWith('data:')) data.push(line.slice(5).trimStart())
+  }
+  return { event, data: data.join('\n') }
+}
+
+async function streamEvents(signal) {
+  const res = await fetch('/events', { headers: { authorization: `Bearer ${state.token}` }, signal })
+  if (!res.ok || !res.body) throw new ApiError(res.status, res.statusText)
+  $('#live').textContent = 'live'
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+  let buffer = ''
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) return
+    buffer += value.replace(/\r\n/g, '\n')
+    for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+      const { event, data } = parseEvent(buffer.slice(0, end))
+      buffer = buffer.slice(end + 2)
+      if (event === 'run' && data) upsertRun(JSON.parse(data))
+      else if (event === 'gap') await attempt(loadRuns)
+    }
+  }
+}
+
+async function poll(signal) {
+  $('#live').textContent = `updating every ${POLL_MS / 1000} s`
+  while (!signal.aborted) {
+    const page = await api(runQuery()).catch(() => null)
+    if (page && !signal.aborted) for (const run of page.items.reverse()) upsertRun(run)
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS))
+  }
+}
+
+/** SSE while it works; polling when /events is missing or the stream fails, retried every 15 s. */
+function startLive() {
+  stopLive()
+  const controller = new AbortController()
+  state.live = controller
+  void (async () => {
+    while (!controller.signal.aborted) {
+      try {
+        await streamEvents(controller.signal)
+      } catch (err) {
+        if (controller.signal.aborted) return
+        if (err instanceof ApiError && (err.status === 401 || err.status === 403)) return
+      }
+      if (controller.signal.aborted) return
+      const fallback = new AbortController()
+      const stop = () => fallback.abort()
+      controller.signal.addEventListener('abort', stop, { once: true })
+      setTimeout(stop, 15_000)
+      await poll(fallback.signal)
+      await attempt(loadRuns)
+    }
+  })()
+}
+
+function stopLive() {
+  state.live?.abort()
+  state.live = null
+  $('#live').textContent = ''
+}
+
+let refreshTimer
+/** Schedules show their last run: refresh them shortly after runs end (once for a burst). */
+function refreshSoon() {
+  clearTimeout(refreshTimer)
+  refreshTimer = setTimeout(() => {
+    void attempt(loadSchedules)
+    void attempt(loadBackups)
+  }, 500)
+}
+
+function tick() {
+  let due = false
+  for (const el of document.querySelectorAll('.countdown')) {
+    const left = Date.parse(el.dataset.at) - Date.now()
+    el.textContent = relative(left)
+    if (left < -1000) due = true
+  }
+  if (due && state.role) refreshSoon()
+}
+
+// ---- backups
+
+async function loadBackups(more = false) {
+  const query = more && state.backupsCursor ? `&cursor=${encodeURIComponent(state.backupsCursor)}` : ''
+  const page = await api(`/backups?limit=50${query}`)
+  state.backupsCursor = page.nextCursor
+  const rows = page.items.map((b) => {
+    const verified = b.verifiedAt
+      ? `${b.verifyResult?.ok === false ? 'failed' : 'ok'}, ${relative(Date.parse(b.verifiedAt) - Date.now())}`
+      : 'never'
+    return h(
+      'tr',
+      { 'data-backup': b.id },
+      h('td', {}, b.database),
+      h('td', {}, b.kind),
+      h('td', {}, h('code', {}, b.file)),
+      h('td', {}, bytes(b.bytes)),
+      h('td', {}, relative(Date.parse(b.createdAt) - Date.now())),
+      h('td', { title: b.sha256 }, h('code', {}, `${b.sha256.slice(0, 12)}…`)),
+      h('td', {}, verified),
+      h(
+        'td',
+        {},
+        h(
+          'div',
+          { class: 'actions' },
+          can('operator') ? h('button', { type: 'button', onclick: () => download(b) }, 'Download') : null,
+          can('operator') ? h('button', { type: 'button', onclick: () => verify(b) }, 'Verify') : null,
+          can('admin')
+            ? h('button', { type: 'button', class: 'danger', onclick: () => removeBackup(b) }, 'Delete')
+            : null,
+        ),
+      ),
+    )
+  })
+  const body = $('#backups tbody')
+  if (more) body.append(...rows)
+  else body.replaceChildren(...rows)
+  if (!more && rows.length === 0) body.append(h('tr', {}, h('td', { colspan: 8 }, 'No backups yet.')))
+  $('#more-backups').hidden = !state.backupsCursor
+}
+
+/** Through fetch (a link cannot carry the token): the file is held in memory, so use curl for big ones. */
+async function download(backup) {
+  setStatus(`Downloading ${backup.file} (${bytes(backup.bytes)})…`)
+  const res = await fetch(`/backups/${backup.id}/download`, {
+    headers: { authorization: `Bearer ${state.token}` },
+  })
+  if (!res.ok) {
+    setStatus(`Download failed: ${res.status} ${res.statusText}`, true)
+    return
+  }
+  const url = URL.createObjectURL(await res.blob())
+  const name = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? backup.file
+  const link = h('a', { href: url, download: name })
+  document.body.append(link)
+  link.click()
+  link.remove()
+  setTimeout(() => URL.revokeObjectURL(url), 60_000)
+  setStatus(`Downloaded ${name}.`)
+}
+
+async function verify(backup) {
+  setStatus(`Verifying ${backup.file}: restoring it into a scratch database…`)
+  const done = await attempt(() => api(`/backups/${backup.id}/verify`, { method: 'POST' }))
+  if (done)
+    setStatus(
+      `${backup.file}: ${done.verifyResult?.ok ? 'verified' : 'verification failed'}.`,
+      !done.verifyResult?.ok,
+    )
+  await attempt(() => loadBackups())
+}
+
+async function removeBackup(backup) {
+  if (!window.confirm(`Delete ${backup.file}? The file is removed from disk.`)) return
+  const done = await attempt(() => api(`/backups/${backup.id}`, { method: 'DELETE' }))
+  if (done !== undefined) setStatus(`${backup.file} deleted.`)
+  await attempt(() => loadBackups())
+}
+
+// ---- wiring
+
+function wire() {
+  $('#token-form').addEventListener('submit', (event) => {
+    event.preventDefault()
+    const token = $('#token').value.trim()
+    if (!token) {
+      setStatus('Enter a token first.', true)
+      return
+    }
+    void attempt(() => signIn(token))
+  })
+  $('#forget').addEventListener('click', signOut)
+  $('#refresh-schedules').addEventListener('click', () => attempt(loadSchedules))
+  $('#refresh-backups').addEventListener('click', () => attempt(() => loadBackups()))
+  $('#more-runs').addEventListener('click', () => attempt(moreRuns))
+  $('#more-backups').addEventListener('click', () => attempt(() => loadBackups(true)))
+  $('#run-filters').addEventListener('submit', (event) => {
+    event.preventDefault()
+    const form = new FormData(event.target)
+    const iso = (value) => (value ? new Date(value).toISOString() : '')
+    state.runFilter = {
+      job: form.get('job'),
+      state: form.get('state'),
+      trigger: form.get('trigger'),
+      since: iso(form.get('since')),
+      until: iso(form.get('until')),
+    }
+    void attempt(loadRuns)
+  })
+  $('#run-form').addEventListener('submit', submitRun)
+  $('#edit-form').addEventListener('submit', submitEdit)
+  $('#edit-cron').addEventListener('input', schedulePreview)
+  $('#edit-timezone').addEventListener('input', schedulePreview)
+  for (const button of document.querySelectorAll('dialog .close')) {
+    button.addEventListener('click', () => button.closest('dialog').close())
+  }
+  setInterval(tick, 1000)
+}
+
+wire()
+if (state.token) void attempt(() => signIn(state.token))
+else $('#token').focus()
