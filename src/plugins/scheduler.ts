@@ -36,7 +36,16 @@ export default fp<SchedulerOptions>(
     const runs = createRunsService(sql)
     const schedules = createSchedulesService(sql, jobs, config.schedulerTimezone)
     const runner = createRunner({ sql, runs, jobs, config, log })
-    const scheduler = createScheduler({ sql, runs, schedules, runner, jobs, log, clock })
+    const scheduler = createScheduler({
+      sql,
+      runs,
+      schedules,
+      runner,
+      jobs,
+      log,
+      clock,
+      instanceId: config.instanceId,
+    })
     const supervisor = createSupervisor({ sql, runs, runner, config, log })
 
     app.decorate('config', config)
