@@ -173,10 +173,14 @@ t.test('http provider against a stub OpenAI-compatible server', async (t) => {
     await t.rejects(embedder.embed(['x'], controller.signal), { message: 'run cancelled' })
     t.ok(Date.now() - started < 2000)
     stub.queue.length = 0
-    stub.queue.push({ status: 429, headers: { 'retry-after': '60' } })
+    // Keyed on the input: on a loaded machine the aborted request above may reach the stub only
+    // now, and must not take this reply.
+    stub.when = (input) =>
+      input[0] === 'backoff' ? { status: 429, headers: { 'retry-after': '60' } } : undefined
     const waiting = new AbortController()
     setTimeout(() => waiting.abort(new Error('timed out')), 100)
-    await t.rejects(embedder.embed(['x'], waiting.signal), { message: 'timed out' })
+    await t.rejects(embedder.embed(['backoff'], waiting.signal), { message: 'timed out' })
+    stub.when = undefined
     stub.queue.length = 0
   })
 })
