@@ -43,7 +43,7 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
 
   const runsTotal = new Counter({
     name: 'steward_runs_total',
-    help: 'Runs that reached each state, per job, cluster-wide (a succeeded run counts in queued, running and succeeded)',
+    help: 'Runs that reached each state, per job, cluster-wide (a run counts once in each state it passed through)',
     labelNames: ['job', 'state'],
     registers,
   })
