@@ -29,7 +29,7 @@ t.test('twenty concurrent claims of one fire: exactly one wins, 100 rounds', asy
       Array.from({ length: 20 }, (_, i) =>
         (services[i % 2] as (typeof services)[0]).claimFire(
           { job: 'sleeper', schedule: 'race', trigger: 'schedule', args: {}, maxAttempts: 1, scheduledFor },
-          { overlap: 'allow', instance: `i${i}` },
+          { overlap: 'allow' },
         ),
       ),
     )

@@ -36,16 +36,7 @@ export default fp<SchedulerOptions>(
     const runs = createRunsService(sql)
     const schedules = createSchedulesService(sql, jobs, config.schedulerTimezone)
     const runner = createRunner({ sql, runs, jobs, config, log })
-    const scheduler = createScheduler({
-      sql,
-      runs,
-      schedules,
-      runner,
-      jobs,
-      log,
-      clock,
-      instanceId: config.instanceId,
-    })
+    const scheduler = createScheduler({ sql, runs, schedules, runner, jobs, log, clock })
     const supervisor = createSupervisor({ sql, runs, runner, config, log })
 
     app.decorate('config', config)

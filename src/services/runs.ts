@@ -179,54 +179,38 @@ export function createRunsService(sql: Sql) {
     insertQueued,
 
     /**
-     * Claims one fire of a schedule for `instance`: the winner's row is inserted already running
-     * there (or skipped), in one transaction whose statements are pipelined, so a fire costs one
-     * round of messages rather than one per statement. The unique key (schedule, scheduled_for)
-     * makes exactly one instance win. The fire is recorded as skipped when `skip` says so, or when
-     * overlap is 'skip' and an unfinished run of the same schedule exists; the advisory lock
-     * serialises that check per schedule across instances (the insert is its own statement, so it
-     * sees whatever committed while it waited for the lock).
+     * Claims one fire of a schedule. The unique key (schedule, scheduled_for) makes exactly one
+     * instance win. The fire is recorded as skipped when `skip` says so, or when overlap is 'skip'
+     * and an unfinished run of the same schedule exists; the advisory lock serialises that check
+     * per schedule across instances.
      */
     async claimFire(
       run: NewRun & { schedule: string; scheduledFor: Date },
-      options: { overlap: 'skip' | 'allow'; skip?: RunError; instance: string },
+      options: { overlap: 'skip' | 'allow'; skip?: RunError },
     ): Promise<FireOutcome> {
-      const given = options.skip ? sql.json(options.skip as unknown as JsonValue) : null
-      const checkOverlap = !options.skip && options.overlap === 'skip'
-      const rows = await sql.begin(async (tx) => {
-        const [, inserted] = await Promise.all([
-          tx`select pg_advisory_xact_lock(hashtext('steward.schedule'), hashtext(${run.schedule}))`,
-          tx<RunRow[]>`
-            with blocker as (
-              select id from job_runs
-              where ${checkOverlap} and schedule = ${run.schedule} and state in ('queued', 'running')
-              order by id limit 1
-            ), decided as (
-              select coalesce(${given}::jsonb, (
-                select jsonb_build_object('code', 'overlap',
-                                          'message', 'run ' || id || ' of this schedule was still running')
-                from blocker)) as skip
-            )
-            insert into job_runs (job, schedule, trigger, state, attempt, max_attempts, args, scheduled_for,
-                                  started_at, heartbeat_at, instance, finished_at, error)
-            select ${run.job}, ${run.schedule}, ${run.trigger},
-                   case when skip is null then 'running' else 'skipped' end, 1, ${run.maxAttempts},
-                   ${tx.json(run.args as JsonValue)}, ${run.scheduledFor},
-                   case when skip is null then clock_timestamp() end,
-                   case when skip is null then clock_timestamp() end,
-                   case when skip is null then ${options.instance} end,
-                   case when skip is null then null else clock_timestamp() end,
-                   skip
-            from decided
-            on conflict (schedule, scheduled_for) where trigger in ('schedule', 'catch-up') do nothing
-            returning ${columns}`,
-        ])
-        return inserted
+      return await sql.begin(async (tx) => {
+        await tx`select pg_advisory_xact_lock(hashtext('steward.schedule'), hashtext(${run.schedule}))`
+        let skip = options.skip ?? null
+        if (!skip && options.overlap === 'skip') {
+          const [blocker] = await tx<{ id: string }[]>`
+            select id from job_runs
+            where schedule = ${run.schedule} and state in ('queued', 'running')
+            order by id limit 1`
+          if (blocker)
+            skip = { code: 'overlap', message: `run ${blocker.id} of this schedule was still running` }
+        }
+        const rows = await tx<RunRow[]>`
+          insert into job_runs (job, schedule, trigger, state, attempt, max_attempts, args, scheduled_for,
+                                finished_at, error)
+          values (${run.job}, ${run.schedule}, ${run.trigger}, ${skip ? 'skipped' : 'queued'}, 1,
+                  ${run.maxAttempts}, ${tx.json(run.args as JsonValue)}, ${run.scheduledFor},
+                  ${skip ? tx`now()` : null}, ${skip ? tx.json(skip as unknown as JsonValue) : null})
+          on conflict (schedule, scheduled_for) where trigger in ('schedule', 'catch-up') do nothing
+          returning ${columns}`
+        const row = rows[0]
+        if (!row) return { outcome: 'taken' }
+        return { outcome: skip ? 'skipped' : 'claimed', run: toRun(row) }
       })
-      const row = rows[0]
-      if (!row) return { outcome: 'taken' }
-      const claimed = toRun(row)
-      return { outcome: claimed.state === 'skipped' ? 'skipped' : 'claimed', run: claimed }
     },
 
     /** queued → running; false when the run was cancelled (or taken) first. */

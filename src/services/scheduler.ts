@@ -36,8 +36,6 @@ export interface SchedulerDeps {
   runner: Runner
   jobs: Map<string, AnyJob>
   log: FastifyBaseLogger
-  /** This process: the fires it claims are recorded as running here. */
-  instanceId: string
   /** Safety net for missed notifications and unsettled fires (ms). */
   reconcileIntervalMs?: number
   /** What time it is, for catch-up; tests pass a fixed clock. */
@@ -45,7 +43,7 @@ export interface SchedulerDeps {
 }
 
 export function createScheduler(deps: SchedulerDeps) {
-  const { runs, schedules, runner, jobs, log, instanceId } = deps
+  const { runs, schedules, runner, jobs, log } = deps
   const clock = deps.clock ?? (() => new Date())
   const entries = new Map<string, Entry>()
   let running = false
@@ -66,14 +64,14 @@ export function createScheduler(deps: SchedulerDeps) {
       maxAttempts: job.maxAttempts,
       scheduledFor,
     }
-    const claim = await runs.claimFire(run, { overlap: schedule.overlap, skip, instance: instanceId })
+    const claim = await runs.claimFire(run, { overlap: schedule.overlap, skip })
     if (claim.outcome === 'taken') return
     runner.events.emit('run', claim.run)
     if (claim.outcome === 'skipped') {
       log.warn({ runId: claim.run.id, schedule: name, reason: claim.run.error?.code }, 'fire skipped')
       return
     }
-    runner.resume(claim.run)
+    runner.start(claim.run)
   }
 
   /**
