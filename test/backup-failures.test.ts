@@ -122,8 +122,13 @@ t.test('cancel and timeout stop pg_dump, remove the temporary file, write no row
   const cancelled = await app.inject({ method: 'POST', url: `/runs/${started.id}/cancel` })
   t.equal(cancelled.json().state, 'cancelled')
   await eventually(async () => (isAlive(pid) ? undefined : true), 5000, 'pg_dump to exit')
-  await eventually(async () => ((await listFiles(dir)).length === 0 ? true : undefined), 5000, 'cleanup')
-  t.same(await fs.readdir(path.join(dir, 'daily')), [], 'the set directory is gone too')
+  // The temporary file goes first (in the dump), the set directory after it (when the run fails).
+  await eventually(
+    async () => ((await fs.readdir(path.join(dir, 'daily'))).length === 0 ? true : undefined),
+    5000,
+    'the set directory to be removed',
+  )
+  t.same(await listFiles(dir), [], 'no file is left behind')
   t.equal(await rowCount(app), 0)
 
   const timed = await buildTestApp(t, {
