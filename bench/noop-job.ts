@@ -1,5 +1,6 @@
 // The benchmarks' own job, registered only by them: it does nothing, or (record) writes one row per
-// execution to bench_executions, so a fire executed twice shows up however it came about.
+// execution to bench_executions, with the moment its body started, so a fire executed twice shows up
+// however it came about.
 import { Type } from 'typebox'
 import { defineJob, jobs } from '../src/jobs/index.js'
 
@@ -15,9 +16,12 @@ export const noopJob = defineJob({
   timeoutMs: 60_000,
   maxAttempts: 1,
   run: async (ctx) => {
-    bodyStarts.set(ctx.runId, Date.now())
+    const started = Date.now()
+    bodyStarts.set(ctx.runId, started)
     if (ctx.args.record) {
-      await ctx.sql`insert into bench_executions (run_id, instance) values (${ctx.runId}, ${ctx.config.instanceId})`
+      await ctx.sql`
+        insert into bench_executions (run_id, instance, at)
+        values (${ctx.runId}, ${ctx.config.instanceId}, ${new Date(started)})`
     }
     return null
   },
@@ -26,4 +30,4 @@ export const noopJob = defineJob({
 export const benchJobs = [...jobs, noopJob]
 
 export const EXECUTIONS_TABLE = `create table if not exists bench_executions (
-  run_id bigint not null, instance text not null, at timestamptz not null default clock_timestamp())`
+  run_id bigint not null, instance text not null, at timestamptz not null)`

@@ -14,7 +14,7 @@ import { buildTestApp, createTestDatabase, eventually } from './helper.js'
 const runsOf = async (app: FastifyInstance, query: string): Promise<Run[]> =>
   (await app.inject(`/runs?limit=500&${query}`)).json().items
 
-t.test('twenty concurrent claims of one fire: exactly one wins, 100 rounds', async (t) => {
+t.test('twenty concurrent claims of the same fires: each fire won exactly once, 50 rounds', async (t) => {
   const url = await createTestDatabase(t)
   const pools = [
     postgres(url, { max: 10, transform: COLUMN_CASE }),
@@ -23,22 +23,84 @@ t.test('twenty concurrent claims of one fire: exactly one wins, 100 rounds', asy
   t.teardown(() => Promise.all(pools.map((p) => p.end())))
   const services = pools.map(createRunsService)
   const base = Date.parse('2026-01-01T00:00:00Z')
-  for (let round = 0; round < 100; round++) {
+  const schedules = Array.from({ length: 8 }, (_, i) => `race-${i}`)
+  for (let round = 0; round < 50; round++) {
     const scheduledFor = new Date(base + round * 1000)
+    // Each claimer lists the fires in its own order: the locks must still be taken in one order.
     const outcomes = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        (services[i % 2] as (typeof services)[0]).claimFire(
-          { job: 'sleeper', schedule: 'race', trigger: 'schedule', args: {}, maxAttempts: 1, scheduledFor },
-          { overlap: 'allow' },
+        (services[i % 2] as (typeof services)[0]).claimFires(
+          [...schedules]
+            .sort(() => Math.random() - 0.5)
+            .map((schedule) => ({
+              run: {
+                job: 'sleeper',
+                schedule,
+                trigger: 'schedule' as const,
+                args: {},
+                maxAttempts: 1,
+                scheduledFor,
+              },
+              overlap: 'allow' as const,
+            })),
         ),
       ),
     )
-    const winners = outcomes.filter((o) => o.outcome !== 'taken').length
-    if (winners !== 1) t.fail(`round ${round}: ${winners} winners`)
+    const won = outcomes.flat().flatMap((o) => (o.outcome === 'taken' ? [] : [o.run.schedule]))
+    const fires = new Set(won)
+    if (won.length !== schedules.length || fires.size !== schedules.length)
+      t.fail(`round ${round}: ${won.length} winners for ${schedules.length} fires`)
   }
   const [row] = await (pools[0] as postgres.Sql)`
-    select count(*)::int as n, count(distinct scheduled_for)::int as fires from job_runs`
-  t.same(row, { n: 100, fires: 100 }, 'one row per fire')
+    select count(*)::int as n, count(distinct (schedule, scheduled_for))::int as fires from job_runs`
+  t.same(row, { n: 400, fires: 400 }, 'one row per fire')
+})
+
+t.test('a claim records overlap and given skips, and tells each fire apart', async (t) => {
+  const url = await createTestDatabase(t)
+  const sql = postgres(url, { max: 2, transform: COLUMN_CASE })
+  t.teardown(() => sql.end())
+  const runs = createRunsService(sql)
+  const at = (s: number) => new Date(Date.parse('2026-01-01T00:00:00Z') + s * 1000)
+  const fire = (
+    schedule: string,
+    s: number,
+    overlap: 'skip' | 'allow',
+    skip?: { code: string; message: string },
+  ) => ({
+    run: {
+      job: 'sleeper',
+      schedule,
+      trigger: 'schedule' as const,
+      args: { s },
+      maxAttempts: 1,
+      scheduledFor: at(s),
+    },
+    overlap,
+    skip,
+  })
+  const first = await runs.claimFires([fire('a', 0, 'skip'), fire('b', 0, 'skip')])
+  t.same(
+    first.map((o) => o.outcome),
+    ['claimed', 'claimed'],
+  )
+  const missed = { code: 'missed', message: 'no instance could fire it at the time' }
+  const second = await runs.claimFires([
+    fire('a', 1, 'skip'),
+    fire('b', 1, 'allow'),
+    fire('b', 2, 'allow', missed),
+    fire('a', 0, 'skip'),
+  ])
+  t.same(
+    second.map((o) => o.outcome),
+    ['skipped', 'claimed', 'skipped', 'taken'],
+  )
+  const [overlap, allowed, given] = second as Array<Extract<(typeof second)[0], { run: unknown }>>
+  t.match(overlap?.run.error, { code: 'overlap', message: /^run \d+ of this schedule was still running$/ })
+  t.same(allowed?.run.args, { s: 1 }, 'each outcome is its own fire')
+  t.equal(allowed?.run.state, 'queued')
+  t.same(given?.run.error, missed)
+  t.ok(given?.run.finishedAt, 'a skipped fire is finished at once')
 })
 
 t.test('retry delay formula', async (t) => {

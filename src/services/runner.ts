@@ -70,12 +70,19 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
     return job
   }
 
-  /** Starts a queued run inserted by this process, unless another actor got to it first. */
-  function start(queued: Run): void {
+  /**
+   * Starts queued runs inserted by this process (one update for all of them), except those another
+   * actor (a cancel) got to first.
+   */
+  function start(...queued: Run[]): void {
+    if (queued.length === 0) return
     launch(async () => {
-      const run = await runs.markRunning(queued.id, config.instanceId)
-      if (run) await execute(run)
-    }, queued)
+      const running = await runs.markRunning(
+        queued.map((run) => run.id),
+        config.instanceId,
+      )
+      await Promise.all(running.map((run) => execute(run).catch((err) => couldNotRecord(err, run))))
+    }, queued[0] as Run)
   }
 
   /** Executes a run already marked running for this instance (claimed by a poller). */
@@ -86,10 +93,12 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
   function launch(work: () => Promise<void>, run: Run): void {
     track(
       inFlight,
-      work().catch((err) =>
-        log.error({ err, runId: run.id, job: run.job }, 'runner could not record a run outcome'),
-      ),
+      work().catch((err) => couldNotRecord(err, run)),
     )
+  }
+
+  function couldNotRecord(err: unknown, run: Run): void {
+    log.error({ err, runId: run.id, job: run.job }, 'runner could not record a run outcome')
   }
 
   async function execute(run: Run): Promise<void> {

@@ -106,6 +106,15 @@ export interface NewRun {
 
 export type FireOutcome = { outcome: 'claimed' | 'skipped'; run: Run } | { outcome: 'taken' }
 
+/** One fire to claim: the run it becomes, its schedule's overlap policy, and why it is skipped, if it is. */
+export interface FireClaim {
+  run: NewRun & { schedule: string; scheduledFor: Date }
+  overlap: 'skip' | 'allow'
+  skip?: RunError | null
+}
+
+const fireKey = (schedule: string, at: Date) => `${schedule}@${at.getTime()}`
+
 const COLUMNS = [
   'id',
   'job',
@@ -179,49 +188,68 @@ export function createRunsService(sql: Sql) {
     insertQueued,
 
     /**
-     * Claims one fire of a schedule. The unique key (schedule, scheduled_for) makes exactly one
-     * instance win. The fire is recorded as skipped when `skip` says so, or when overlap is 'skip'
-     * and an unfinished run of the same schedule exists; the advisory lock serialises that check
-     * per schedule across instances.
+     * Claims fires of schedules, all in one transaction: one round of statements however many
+     * schedules fire at the same instant. The unique key (schedule, scheduled_for) makes exactly one
+     * instance win each fire. A fire is recorded as skipped when its `skip` says so, or when its
+     * overlap is 'skip' and an unfinished run of the same schedule exists. The advisory locks, taken
+     * in one order by every instance, serialise that check per schedule across instances, and the
+     * insert is its own statement, so it sees whatever committed while the locks were awaited.
+     * The overlap check cannot see fires inserted by the same statement: give it at most one fire
+     * to run per schedule (fires that carry a `skip` may be added freely).
      */
-    async claimFire(
-      run: NewRun & { schedule: string; scheduledFor: Date },
-      options: { overlap: 'skip' | 'allow'; skip?: RunError },
-    ): Promise<FireOutcome> {
-      return await sql.begin(async (tx) => {
-        await tx`select pg_advisory_xact_lock(hashtext('steward.schedule'), hashtext(${run.schedule}))`
-        let skip = options.skip ?? null
-        if (!skip && options.overlap === 'skip') {
-          const [blocker] = await tx<{ id: string }[]>`
-            select id from job_runs
-            where schedule = ${run.schedule} and state in ('queued', 'running')
-            order by id limit 1`
-          if (blocker)
-            skip = { code: 'overlap', message: `run ${blocker.id} of this schedule was still running` }
-        }
-        const rows = await tx<RunRow[]>`
+    async claimFires(fires: FireClaim[]): Promise<FireOutcome[]> {
+      if (fires.length === 0) return []
+      const input = fires.map(({ run, overlap, skip }) => ({
+        job: run.job,
+        schedule: run.schedule,
+        trig: run.trigger,
+        max_attempts: run.maxAttempts,
+        args: run.args,
+        scheduled_for: run.scheduledFor.toISOString(),
+        overlap,
+        ...(skip ? { skip } : {}),
+      }))
+      const names = [...new Set(fires.map((f) => f.run.schedule))]
+      const rows = await sql.begin(async (tx) => {
+        await tx`
+          select count(pg_advisory_xact_lock(hashtext('steward.schedule'), k))
+          from (select distinct hashtext(name) as k from unnest(${names}::text[]) as u(name) order by 1) keys`
+        return await tx<RunRow[]>`
           insert into job_runs (job, schedule, trigger, state, attempt, max_attempts, args, scheduled_for,
                                 finished_at, error)
-          values (${run.job}, ${run.schedule}, ${run.trigger}, ${skip ? 'skipped' : 'queued'}, 1,
-                  ${run.maxAttempts}, ${tx.json(run.args as JsonValue)}, ${run.scheduledFor},
-                  ${skip ? tx`now()` : null}, ${skip ? tx.json(skip as unknown as JsonValue) : null})
+          select f.job, f.schedule, f.trig, case when d.skip is null then 'queued' else 'skipped' end, 1,
+                 f.max_attempts, f.args, f.scheduled_for, case when d.skip is null then null else now() end,
+                 d.skip
+          from jsonb_to_recordset(${tx.json(input as unknown as JsonValue)}) as f(
+            job text, schedule text, trig text, max_attempts int, args jsonb, scheduled_for timestamptz,
+            overlap text, skip jsonb)
+          cross join lateral (
+            select coalesce(f.skip, (
+              select jsonb_build_object('code', 'overlap',
+                                        'message', 'run ' || b.id || ' of this schedule was still running')
+              from job_runs b
+              where f.overlap = 'skip' and b.schedule = f.schedule and b.state in ('queued', 'running')
+              order by b.id limit 1)) as skip
+          ) d
           on conflict (schedule, scheduled_for) where trigger in ('schedule', 'catch-up') do nothing
           returning ${columns}`
-        const row = rows[0]
+      })
+      const won = new Map(rows.map((row) => [fireKey(row.schedule as string, row.scheduledFor as Date), row]))
+      return fires.map(({ run }): FireOutcome => {
+        const row = won.get(fireKey(run.schedule, run.scheduledFor))
         if (!row) return { outcome: 'taken' }
-        return { outcome: skip ? 'skipped' : 'claimed', run: toRun(row) }
+        return { outcome: row.state === 'skipped' ? 'skipped' : 'claimed', run: toRun(row) }
       })
     },
 
-    /** queued → running; false when the run was cancelled (or taken) first. */
-    async markRunning(id: number, instance: string): Promise<Run | null> {
-      return one(
-        await sql<RunRow[]>`
-          update job_runs set state = 'running', started_at = now(), heartbeat_at = now(),
-                              instance = ${instance}
-          where id = ${id} and state = 'queued'
-          returning ${columns}`,
-      )
+    /** queued → running, in one statement for any number of runs; those cancelled (or taken) first are left out. */
+    async markRunning(ids: number[], instance: string): Promise<Run[]> {
+      if (ids.length === 0) return []
+      const rows = await sql<RunRow[]>`
+        update job_runs set state = 'running', started_at = now(), heartbeat_at = now(), instance = ${instance}
+        where id = any(${ids}::bigint[]) and state = 'queued'
+        returning ${columns}`
+      return rows.map(toRun).sort((a, b) => a.id - b.id)
     },
 
     /** running → final state; null when something else (a cancel, a rescuer) already ended it. */

@@ -1,12 +1,12 @@
 // The scheduler: one cron timer per enabled schedule, kept in step with the schedules table. A fire
-// is claimed in the database (see RunsService.claimFire) so several instances fire it once; fires
+// is claimed in the database (see RunsService.claimFires) so several instances fire it once; fires
 // nobody could claim (downtime, a database outage, a stalled event loop) are settled afterwards.
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import type { AnyJob } from '../jobs/define.js'
 import { type CronTimer, startCron } from './cron.js'
 import type { Runner } from './runner.js'
-import type { RunError, RunsService, RunTrigger } from './runs.js'
+import type { FireClaim, Run, RunError, RunsService, RunTrigger } from './runs.js'
 import { compileCron, SCHEDULE_CHANNEL, type Schedule, type SchedulesService } from './schedules.js'
 
 interface Entry {
@@ -52,26 +52,74 @@ export function createScheduler(deps: SchedulerDeps) {
   let reconciling: Promise<void> | undefined
   let again = false
 
-  async function fire(name: string, scheduledFor: Date, trigger: RunTrigger, skip?: RunError): Promise<void> {
+  /** Fires waiting for the next claim: all those due in one turn of the event loop go together. */
+  let pending: Array<{ claim: FireClaim; resolve: () => void; reject: (err: unknown) => void }> = []
+
+  /** Claims a fire (with the others of this instant) and starts it if this instance won it. */
+  function fire(name: string, scheduledFor: Date, trigger: RunTrigger, skip?: RunError): Promise<void> {
     const schedule = entries.get(name)?.schedule
     const job = schedule && jobs.get(schedule.job)
-    if (!schedule || !job) return
-    const run = {
-      job: job.name,
-      schedule: name,
-      trigger,
-      args: schedule.args,
-      maxAttempts: job.maxAttempts,
-      scheduledFor,
+    if (!schedule || !job) return Promise.resolve()
+    const claim: FireClaim = {
+      run: {
+        job: job.name,
+        schedule: name,
+        trigger,
+        args: schedule.args,
+        maxAttempts: job.maxAttempts,
+        scheduledFor,
+      },
+      overlap: schedule.overlap,
+      skip,
     }
-    const claim = await runs.claimFire(run, { overlap: schedule.overlap, skip })
-    if (claim.outcome === 'taken') return
-    runner.events.emit('run', claim.run)
-    if (claim.outcome === 'skipped') {
-      log.warn({ runId: claim.run.id, schedule: name, reason: claim.run.error?.code }, 'fire skipped')
-      return
+    return new Promise((resolve, reject) => {
+      if (pending.length === 0) setImmediate(() => void claimPending())
+      pending.push({ claim, resolve, reject })
+    })
+  }
+
+  /**
+   * One claim transaction for every pending fire, so a hundred schedules due at the same instant
+   * cost one round of statements rather than a hundred. A schedule's second fire to run (possible
+   * only after a stall) goes in a later round, since the overlap check of a statement cannot see the
+   * rows that statement inserts.
+   */
+  async function claimPending(): Promise<void> {
+    let batch = pending
+    pending = []
+    while (batch.length > 0) {
+      const round: typeof batch = []
+      const later: typeof batch = []
+      const running = new Set<string>()
+      for (const item of batch) {
+        const name = item.claim.run.schedule
+        if (item.claim.skip) round.push(item)
+        else if (running.has(name)) later.push(item)
+        else {
+          running.add(name)
+          round.push(item)
+        }
+      }
+      batch = later
+      try {
+        const outcomes = await runs.claimFires(round.map((item) => item.claim))
+        const claimed: Run[] = []
+        for (const claim of outcomes) {
+          if (claim.outcome === 'taken') continue
+          runner.events.emit('run', claim.run)
+          if (claim.outcome === 'claimed') claimed.push(claim.run)
+          else
+            log.warn(
+              { runId: claim.run.id, schedule: claim.run.schedule, reason: claim.run.error?.code },
+              'fire skipped',
+            )
+        }
+        runner.start(...claimed)
+        for (const item of round) item.resolve()
+      } catch (err) {
+        for (const item of round) item.reject(err)
+      }
     }
-    runner.start(claim.run)
   }
 
   /**
@@ -86,8 +134,10 @@ export function createScheduler(deps: SchedulerDeps) {
     const name = entry.schedule.name
     const runLatest = entry.schedule.catchUp === 'latest' && !madeUp
     log.warn({ schedule: name, missed: missed.length, latest, runLatest }, 'settling missed fires')
-    for (const at of runLatest ? missed.slice(0, -1) : missed) await fire(name, at, 'catch-up', MISSED)
-    if (runLatest) await fire(name, latest, 'catch-up')
+    // Claimed together, in one transaction.
+    await Promise.all(
+      missed.map((at) => fire(name, at, 'catch-up', runLatest && at === latest ? undefined : MISSED)),
+    )
   }
 
   /**
