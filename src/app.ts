@@ -100,7 +100,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   if (!options.documentationOnly) {
     if (!config.databaseUrl)
       throw new Error('buildApp needs config.databaseUrl (server.ts starts the embedded one)')
-    await app.register(db, { databaseUrl: config.databaseUrl })
+    await app.register(db, { databaseUrl: config.databaseUrl, pgvector: config.pgvector })
   }
   // Before any route (Swagger UI's included): it gives every route its access rule.
   await app.register(auth, { config, documentationOnly: options.documentationOnly })

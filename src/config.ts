@@ -25,6 +25,7 @@ export const ConfigSchema = Type.Object({
   EMBEDDINGS_MODEL: Type.String({ minLength: 1, default: 'Qodo/Qodo-Embed-1-1.5B' }),
   EMBEDDINGS_API_KEY: Type.Optional(Type.String({ minLength: 1 })),
   EMBEDDINGS_BATCH: Type.Integer({ minimum: 1, maximum: 2048, default: 32 }),
+  PGVECTOR: Type.Enum(['auto', 'off'], { default: 'auto' }),
   SCHEDULER_TIMEZONE: Type.String({ minLength: 1, default: 'UTC' }),
   SCHEDULER_ENABLED: Type.Boolean({ default: true }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30_000 }),
@@ -76,6 +77,8 @@ export interface Config {
   embeddingsApiKey?: string
   /** Texts per request to the embeddings server. */
   embeddingsBatch: number
+  /** auto: store template embeddings with pgvector when the server has it; off: always real[]. */
+  pgvector: 'auto' | 'off'
   schedulerTimezone: string
   /** false: serve the API but fire no schedules (useful for read-only replicas and some tests). */
   schedulerEnabled: boolean
@@ -185,6 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddingsModel: e.EMBEDDINGS_MODEL,
     embeddingsApiKey: e.EMBEDDINGS_API_KEY,
     embeddingsBatch: e.EMBEDDINGS_BATCH,
+    pgvector: e.PGVECTOR,
     schedulerTimezone: e.SCHEDULER_TIMEZONE,
     schedulerEnabled: e.SCHEDULER_ENABLED,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

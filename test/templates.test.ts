@@ -184,8 +184,10 @@ t.test('template-embed (local) and search', async (t) => {
     dimensions: 384,
   })
   const [row] = await app.sql<{ n: number; dims: number }[]>`
-    select count(*)::int as n, max(cardinality(embedding))::int as dims from template_embeddings`
+    select count(*)::int as n, max(dimensions)::int as dims from template_embeddings`
   t.same(row, { n: 4, dims: 384 })
+  for (const item of (await app.inject('/templates')).json().items)
+    t.match(item.embedding, { model: 'steward-lexical-v1', dimensions: 384, storage: /^(vector|real\[\])$/ })
 
   const search = await app.inject('/templates/search?q=canary%20release%20rollout&limit=3')
   t.equal(search.statusCode, 200, search.body)

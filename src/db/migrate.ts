@@ -8,7 +8,7 @@ import type { Sql } from 'postgres'
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url))
 
 // Any constant shared by every Steward process; "steward" in ASCII.
-const LOCK_KEY = 0x73746577
+export const LOCK_KEY = 0x73746577
 
 export interface Migration {
   version: number

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import postgres, { type Sql } from 'postgres'
 import { COLUMN_CASE } from '../db/embedded.js'
 import { migrate } from '../db/migrate.js'
+import { enableVectors, type VectorSetting } from '../db/vector.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -12,10 +13,12 @@ declare module 'fastify' {
 
 export interface DbOptions {
   databaseUrl: string
+  /** Whether template embeddings may use pgvector (PGVECTOR). */
+  pgvector: VectorSetting
 }
 
 export default fp<DbOptions>(
-  async (app, { databaseUrl }) => {
+  async (app, { databaseUrl, pgvector }) => {
     const sql = postgres(databaseUrl, {
       max: 10,
       transform: COLUMN_CASE,
@@ -27,6 +30,7 @@ export default fp<DbOptions>(
     })
     const applied = await migrate(sql)
     if (applied.length > 0) app.log.info({ applied }, 'migrations applied')
+    await enableVectors(sql, pgvector, app.log)
     app.decorate('sql', sql)
     app.addHook('onClose', async () => {
       await sql.end({ timeout: 5 })

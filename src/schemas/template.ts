@@ -8,6 +8,9 @@ const Embedding = Type.Object(
     dimensions: Type.Integer(),
     embeddedAt: Timestamp,
     stale: Type.Boolean({ description: 'The template changed since it was embedded.' }),
+    storage: Type.Enum(['vector', 'real[]'], {
+      description: 'vector: a pgvector column (the server has pgvector); real[]: a plain array.',
+    }),
   },
   { description: 'The stored vector (template-embed); null until the template is embedded.' },
 )

@@ -1,6 +1,8 @@
 // Templates as the API shows them (list, one, search by similarity) and the embedding rows
 // template-embed reads and writes. No HTTP here: routes and jobs both use these functions.
+// Vectors go in pgvector's column when the database has it (src/db/vector.ts), else in real[].
 import type { Sql } from 'postgres'
+import { vectorSchema } from '../db/vector.js'
 import type { JsonValue } from '../jobs/define.js'
 import { decodeCursor, type Page, toPage } from './pagination.js'
 
@@ -10,6 +12,7 @@ export interface EmbeddingInfo {
   embeddedAt: string
   /** The template changed since: its content hash differs from the one the vector was made from. */
   stale: boolean
+  storage: 'vector' | 'real[]'
 }
 
 export interface TemplateSummary {
@@ -53,6 +56,7 @@ interface TemplateRow {
   dimensions: number | null
   embeddedAt: Date | null
   contentSha256: string | null
+  inArray: boolean | null
 }
 
 function toTemplate(row: TemplateRow): TemplateSummary & { body?: string } {
@@ -75,6 +79,7 @@ function toTemplate(row: TemplateRow): TemplateSummary & { body?: string } {
             dimensions: Number(row.dimensions),
             embeddedAt: row.embeddedAt.toISOString(),
             stale: row.contentSha256 !== row.sha256,
+            storage: row.inArray ? 'real[]' : 'vector',
           },
   }
 }
@@ -86,9 +91,21 @@ export interface ToEmbed {
   sha256: string
 }
 
+/** pgvector's schema per connection pool, looked up once (a failed lookup is not kept). */
+const schemas = new WeakMap<Sql, Promise<string | null>>()
+function pgvectorSchema(sql: Sql): Promise<string | null> {
+  let schema = schemas.get(sql)
+  if (!schema) {
+    schema = vectorSchema(sql)
+    schemas.set(sql, schema)
+    schema.catch(() => schemas.delete(sql))
+  }
+  return schema
+}
+
 export function createTemplatesService(sql: Sql) {
   const columns = sql`t.id, t.path, t.name, t.format, t.metadata, t.sha256, t.created_at, t.updated_at,
-    t.synced_at, e.model, e.dimensions, e.embedded_at, e.content_sha256`
+    t.synced_at, e.model, e.dimensions, e.embedded_at, e.content_sha256, e.embedding is not null as in_array`
   return {
     /** By id, keyset-paginated (ids grow as files appear, so new templates come last). */
     async list(limit: number, cursor?: string): Promise<Page<TemplateSummary>> {
@@ -120,24 +137,38 @@ export function createTemplatesService(sql: Sql) {
 
     /** One vector per template (a new model replaces the old one); skips templates deleted since. */
     async storeEmbeddings(model: string, items: Array<{ template: ToEmbed; vector: number[] }>) {
+      const schema = await pgvectorSchema(sql)
       for (const { template, vector } of items) {
+        const [array, pgvector] = schema
+          ? [null, sql`${vector}::real[]::${sql(schema)}.vector`]
+          : [vector, null]
         await sql`
-          insert into template_embeddings (template_id, model, dimensions, content_sha256, embedding)
-          select id, ${model}, ${vector.length}, ${template.sha256}, ${vector}::real[]
+          insert into template_embeddings (template_id, model, dimensions, content_sha256, embedding
+                                           ${schema ? sql`, embedding_vector` : sql``})
+          select id, ${model}, ${vector.length}, ${template.sha256}, ${array}::real[] ${schema ? sql`, ${pgvector}` : sql``}
           from templates where id = ${template.id}
           on conflict (template_id) do update
           set model = excluded.model, dimensions = excluded.dimensions,
               content_sha256 = excluded.content_sha256, embedding = excluded.embedding,
+              ${schema ? sql`embedding_vector = excluded.embedding_vector,` : sql``}
               embedded_at = now()`
       }
     },
 
-    /** Cosine similarity to the query vector (both unit length, so the dot product), best first. */
+    /**
+     * Cosine similarity to the query vector, best first: pgvector's cosine distance for vector rows,
+     * the dot product for real[] rows (both unit length). A zero vector scores 0, not NaN.
+     */
     async search(model: string, query: number[], limit: number): Promise<SearchHit[]> {
+      const schema = await pgvectorSchema(sql)
+      const dot = sql`(select coalesce(sum(a * b), 0) from unnest(e.embedding, ${query}::real[]) as v(a, b))::float8`
+      const score = schema
+        ? sql`case when e.embedding is not null then ${dot} else coalesce(nullif(
+            1 - (e.embedding_vector operator(${sql(schema)}.<=>) ${query}::real[]::${sql(schema)}.vector),
+            'NaN'), 0) end`
+        : dot
       const rows = await sql<Array<Omit<SearchHit, 'id'> & { id: string }>>`
-        select t.id, t.path, t.name, t.format, e.content_sha256 <> t.sha256 as stale,
-               (select coalesce(sum(a * b), 0) from unnest(e.embedding, ${query}::real[]) as v(a, b))::float8
-                 as score
+        select t.id, t.path, t.name, t.format, e.content_sha256 <> t.sha256 as stale, ${score} as score
         from template_embeddings e join templates t on t.id = e.template_id
         where e.model = ${model} and e.dimensions = ${query.length}
         order by score desc, t.id limit ${limit}`
