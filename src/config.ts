@@ -35,6 +35,7 @@ export const ConfigSchema = Type.Object({
   RETRY_BASE_MS: Type.Integer({ minimum: 0, default: 10_000 }),
   RETRY_MAX_MS: Type.Integer({ minimum: 0, default: 10 * 60_000 }),
   RUNS_RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),
+  RUNS_CACHE_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
   CACHE_CLEAR_BATCH: Type.Integer({ minimum: 1, maximum: 100_000, default: 5000 }),
   REGISTRY_SOURCE_DIR: Type.String({ minLength: 1, default: '.' }),
   LOG_LEVEL: Type.Union([LogLevel], { default: 'info' }),
@@ -94,6 +95,8 @@ export interface Config {
   retryBaseMs: number
   retryMaxMs: number
   runsRetentionDays: number
+  /** GET /runs pages are served from memory for at most this long (dropped on any run change); 0: off. */
+  runsCacheMs: number
   cacheClearBatch: number
   /** The source tree registry-sync analyses (absolute). */
   registrySourceDir: string
@@ -198,6 +201,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retryBaseMs: e.RETRY_BASE_MS,
     retryMaxMs: e.RETRY_MAX_MS,
     runsRetentionDays: e.RUNS_RETENTION_DAYS,
+    runsCacheMs: e.RUNS_CACHE_MS,
     cacheClearBatch: e.CACHE_CLEAR_BATCH,
     registrySourceDir: path.resolve(e.REGISTRY_SOURCE_DIR),
     logLevel: e.LOG_LEVEL,

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { buildTestApp } from './helper.js'
+import { createPageCache } from '../src/services/page-cache.js'
+import { buildTestApp, eventually } from './helper.js'
 
 t.test('run history: newest first, filters, keyset pagination', async (t) => {
   const app = await buildTestApp(t, { env: { SCHEDULER_ENABLED: 'false' } })
@@ -134,4 +135,71 @@ t.test('args and results come back exactly as stored: keys inside JSON are not r
   const run = (await app.inject(`/runs/${row?.id}`)).json()
   t.same(run.result, result)
   t.same(run.args, args)
+})
+
+t.test('pages are served from memory until a run changes, and never older than RUNS_CACHE_MS', async (t) => {
+  const app = await buildTestApp(t, { env: { SCHEDULER_ENABLED: 'false', RUNS_CACHE_MS: '1500' } })
+  const list = async (headers: Record<string, string> = {}) => {
+    const res = await app.inject({ url: '/runs?limit=5', headers })
+    t.equal(res.statusCode, 200)
+    return { ids: res.json().items.map((r: { id: number }) => r.id), cache: res.headers['cache-status'] }
+  }
+  t.same(await list(), { ids: [], cache: 'steward; fwd=miss' })
+  t.same(await list(), { ids: [], cache: 'steward; hit' })
+
+  // A run triggered here shows at once: the runner's own event drops the cache.
+  const run = (await app.inject({ method: 'POST', url: '/jobs/cache-clear/runs' })).json()
+  t.same((await list()).ids, [run.id], 'read your own write')
+
+  // A row written behind Steward's back (another instance, psql): the change feed drops the cache.
+  await list()
+  const [other] = await app.sql<{ id: string }[]>`
+    insert into job_runs (job, trigger, state, args) values ('cache-clear', 'manual', 'queued', '{}') returning id`
+  await eventually(
+    async () => ((await list()).ids[0] === Number(other?.id) ? true : undefined),
+    1000,
+    'the new row to show',
+  )
+
+  // A delete sends no notification: the page may be served until it is RUNS_CACHE_MS old, not longer.
+  t.equal((await list()).cache, 'steward; hit')
+  await app.sql`delete from job_runs where id = ${other?.id ?? 0}`
+  const deletedAt = Date.now()
+  t.same((await list({ 'cache-control': 'no-cache' })).ids, [run.id], 'no-cache reads the database')
+  await eventually(
+    async () => ((await list()).ids.length === 1 ? true : undefined),
+    3000,
+    'the delete to show',
+  )
+  t.ok(Date.now() - deletedAt < 3000)
+
+  t.test('bad cursors are still 400s', async (t) => {
+    const res = await app.inject('/runs?cursor=bm9wZQ')
+    t.equal(res.statusCode, 400)
+  })
+})
+
+t.test('page cache: age limit, size limit, and no page kept from a query a change overtook', async (t) => {
+  let now = 0
+  const cache = createPageCache({ maxAgeMs: 100, maxEntries: 2, now: () => now })
+  const load = (body: string) => async () => body
+  t.same(await cache.get('a', load('1')), ['1', 'miss'])
+  t.same(await cache.get('a', load('2')), ['1', 'hit'])
+  now = 100
+  t.same(await cache.get('a', load('3')), ['3', 'miss'], 'too old')
+  await cache.get('b', load('b'))
+  await cache.get('c', load('c'))
+  t.equal(cache.size(), 2, 'the oldest entry makes room')
+  t.same(await cache.get('c', load('x')), ['c', 'hit'])
+
+  let finish: (body: string) => void = () => {}
+  const slow = cache.get('d', () => new Promise<string>((resolve) => (finish = resolve)))
+  cache.invalidate()
+  finish('before the change')
+  t.same(await slow, ['before the change', 'miss'])
+  t.same(await cache.get('d', load('after')), ['after', 'miss'], 'the overtaken page was not kept')
+
+  const off = createPageCache({ maxAgeMs: 0, maxEntries: 2 })
+  await off.get('a', load('1'))
+  t.same(await off.get('a', load('2')), ['2', 'miss'], 'RUNS_CACHE_MS=0 turns it off')
 })

@@ -4,6 +4,7 @@ import { Type } from 'typebox'
 import { actorOf } from '../plugins/auth.js'
 import { errors, IdParams, ListQuery, Page, Timestamp } from '../schemas/common.js'
 import { RunRef, RunState, RunTrigger } from '../schemas/run.js'
+import { createPageCache } from '../services/page-cache.js'
 
 const RunQuery = ListQuery({
   job: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
@@ -15,6 +16,19 @@ const RunQuery = ListQuery({
 })
 
 const runs: FastifyPluginAsyncTypebox = async (app) => {
+  // Run history is read far more often than it changes (dashboards poll it): pages are kept until
+  // any run changes, on this instance (the runner's events, synchronous) or any other (the cluster's
+  // change feed), and for at most RUNS_CACHE_MS whatever happens.
+  const pages = createPageCache({ maxAgeMs: app.config?.runsCacheMs ?? 0, maxEntries: 500 })
+  if (app.hasDecorator('runEvents')) {
+    app.runner.events.on('run', pages.invalidate)
+    const unwatch = app.runEvents.watch(pages.invalidate)
+    app.addHook('onClose', async () => {
+      app.runner.events.off('run', pages.invalidate)
+      unwatch()
+    })
+  }
+
   app.get(
     '/runs',
     {
@@ -25,9 +39,27 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: Page(RunRef), ...errors(400) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { limit = 50, cursor, ...filter } = request.query
-      return await app.runs.list(filter, limit, cursor)
+      const key = JSON.stringify([
+        limit,
+        cursor,
+        filter.job,
+        filter.schedule,
+        filter.state,
+        filter.trigger,
+        filter.since,
+        filter.until,
+      ])
+      const fresh = /no-cache|no-store|max-age=0/.test(request.headers['cache-control'] ?? '')
+      const [page, status] = await pages.get(
+        key,
+        async () => reply.serialize(await app.runs.list(filter, limit, cursor)) as string,
+        fresh,
+      )
+      // RFC 9211; `Cache-Control: no-cache` on the request always reads the database.
+      reply.header('cache-status', status === 'hit' ? 'steward; hit' : 'steward; fwd=miss')
+      return reply.type('application/json; charset=utf-8').send(page as never)
     },
   )
 

@@ -53,6 +53,8 @@ export function runFromRowJson(row: Record<string, unknown>): Run {
 
 export function createRunEvents({ sql, log }: { sql: Sql; log: FastifyBaseLogger }) {
   const listeners = new Set<Subscriber>()
+  /** Told that something changed (no rows read), and of gaps: caches that only need to drop. */
+  const watchers = new Set<() => void>()
   let unlisten: (() => Promise<void>) | undefined
   let retry: NodeJS.Timeout | undefined
   let stopped = true
@@ -87,6 +89,7 @@ export function createRunEvents({ sql, log }: { sql: Sql; log: FastifyBaseLogger
   }
 
   function onNotify(payload: string): void {
+    for (const watcher of watchers) watcher()
     queue = queue
       .then(() => handle(payload))
       .catch((err) => log.warn({ err }, 'could not relay a run change'))
@@ -100,6 +103,7 @@ export function createRunEvents({ sql, log }: { sql: Sql; log: FastifyBaseLogger
       const subscription = await sql.listen(RUNS_CHANNEL, onNotify, () => {
         if (++listens > 1) {
           log.warn('run change relay reconnected; changes in between were not relayed')
+          for (const watcher of watchers) watcher()
           for (const { onGap } of listeners) onGap?.()
         }
       })
@@ -125,6 +129,15 @@ export function createRunEvents({ sql, log }: { sql: Sql; log: FastifyBaseLogger
     },
 
     subscribers: () => listeners.size,
+
+    /**
+     * Calls `changed` at once on every run change notification, from any instance, and after a
+     * reconnect (changes may have been missed), until the returned function runs. It must not throw.
+     */
+    watch(changed: () => void): () => void {
+      watchers.add(changed)
+      return () => watchers.delete(changed)
+    },
 
     async start(): Promise<void> {
       stopped = false
