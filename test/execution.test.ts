@@ -90,10 +90,12 @@ t.test('a claim records overlap and given skips, and tells each fire apart', asy
     fire('b', 1, 'allow'),
     fire('b', 2, 'allow', missed),
     fire('a', 0, 'skip'),
+    fire('b', 1, 'allow'),
   ])
   t.same(
     second.map((o) => o.outcome),
-    ['skipped', 'claimed', 'skipped', 'taken'],
+    ['skipped', 'claimed', 'skipped', 'taken', 'taken'],
+    'a fire listed twice is won once',
   )
   const [overlap, allowed, given] = second as Array<Extract<(typeof second)[0], { run: unknown }>>
   t.match(overlap?.run.error, { code: 'overlap', message: /^run \d+ of this schedule was still running$/ })

@@ -236,7 +236,10 @@ export function createRunsService(sql: Sql) {
       })
       const won = new Map(rows.map((row) => [fireKey(row.schedule as string, row.scheduledFor as Date), row]))
       return fires.map(({ run }): FireOutcome => {
-        const row = won.get(fireKey(run.schedule, run.scheduledFor))
+        // A fire listed twice is won once: the second mention finds it taken.
+        const key = fireKey(run.schedule, run.scheduledFor)
+        const row = won.get(key)
+        won.delete(key)
         if (!row) return { outcome: 'taken' }
         return { outcome: row.state === 'skipped' ? 'skipped' : 'claimed', run: toRun(row) }
       })
