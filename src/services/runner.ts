@@ -75,7 +75,8 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
    * actor (a cancel) got to first.
    */
   function start(...queued: Run[]): void {
-    if (queued.length === 0) return
+    // Shutting down: the runs stay queued, for another instance's poller or this one's next start.
+    if (queued.length === 0 || !accepting) return
     launch(async () => {
       const running = await runs.markRunning(
         queued.map((run) => run.id),

@@ -115,6 +115,10 @@ export interface FireClaim {
 
 const fireKey = (schedule: string, at: Date) => `${schedule}@${at.getTime()}`
 
+/** How long a claim waits for another's locks, and how long its own may be held by a stalled client. */
+const CLAIM_LOCK_TIMEOUT = '5s'
+const CLAIM_IDLE_TIMEOUT = '10s'
+
 const COLUMNS = [
   'id',
   'job',
@@ -210,7 +214,13 @@ export function createRunsService(sql: Sql) {
         ...(skip ? { skip } : {}),
       }))
       const names = [...new Set(fires.map((f) => f.run.schedule))]
-      const rows = await sql.begin(async (tx) => {
+      // Read committed whatever the database's default: the insert must see what committed while
+      // the locks were awaited. A claim never waits long, nor holds its locks while its client stalls:
+      // a fire it gives up on is settled later by the scheduler's check for missed fires.
+      const rows = await sql.begin('isolation level read committed', async (tx) => {
+        await tx`
+          select set_config('lock_timeout', ${CLAIM_LOCK_TIMEOUT}, true),
+                 set_config('idle_in_transaction_session_timeout', ${CLAIM_IDLE_TIMEOUT}, true)`
         await tx`
           select count(pg_advisory_xact_lock(hashtext('steward.schedule'), k))
           from (select distinct hashtext(name) as k from unnest(${names}::text[]) as u(name) order by 1) keys`

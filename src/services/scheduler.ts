@@ -6,7 +6,7 @@ import type { Sql } from 'postgres'
 import type { AnyJob } from '../jobs/define.js'
 import { type CronTimer, startCron } from './cron.js'
 import type { Runner } from './runner.js'
-import type { FireClaim, Run, RunError, RunsService, RunTrigger } from './runs.js'
+import type { FireClaim, RunError, RunsService, RunTrigger } from './runs.js'
 import { compileCron, SCHEDULE_CHANNEL, type Schedule, type SchedulesService } from './schedules.js'
 
 interface Entry {
@@ -73,9 +73,16 @@ export function createScheduler(deps: SchedulerDeps) {
       skip,
     }
     return new Promise((resolve, reject) => {
-      if (pending.length === 0) setImmediate(() => void claimPending())
+      if (pending.length === 0) setImmediate(() => track(claimPending()))
       pending.push({ claim, resolve, reject })
     })
+  }
+
+  /** Claims in flight, so stop() can wait for them. */
+  const claiming = new Set<Promise<void>>()
+  function track(work: Promise<void>): void {
+    claiming.add(work)
+    void work.finally(() => claiming.delete(work))
   }
 
   /**
@@ -103,19 +110,22 @@ export function createScheduler(deps: SchedulerDeps) {
       batch = later
       try {
         const outcomes = await runs.claimFires(round.map((item) => item.claim))
-        const claimed: Run[] = []
-        for (const claim of outcomes) {
-          if (claim.outcome === 'taken') continue
-          runner.events.emit('run', claim.run)
-          if (claim.outcome === 'claimed') claimed.push(claim.run)
-          else
+        for (const item of round) item.resolve()
+        const won = outcomes.flatMap((claim) => (claim.outcome === 'taken' ? [] : [claim]))
+        // Announced (queued, or skipped) before they start running; a listener's failure is its own.
+        for (const claim of won) {
+          try {
+            runner.events.emit('run', claim.run)
+          } catch (err) {
+            log.error({ err, runId: claim.run.id }, 'run event listener failed')
+          }
+          if (claim.outcome === 'skipped')
             log.warn(
               { runId: claim.run.id, schedule: claim.run.schedule, reason: claim.run.error?.code },
               'fire skipped',
             )
         }
-        runner.start(...claimed)
-        for (const item of round) item.resolve()
+        runner.start(...won.flatMap((claim) => (claim.outcome === 'claimed' ? [claim.run] : [])))
       } catch (err) {
         for (const item of round) item.reject(err)
       }
@@ -285,6 +295,7 @@ export function createScheduler(deps: SchedulerDeps) {
       for (const interval of intervals.splice(0)) clearInterval(interval)
       await reconciling?.catch(() => {})
       await verifying
+      await Promise.allSettled([...claiming])
       for (const entry of entries.values()) entry.timer.stop()
       entries.clear()
       await unlisten?.().catch(() => {})
