@@ -140,11 +140,14 @@ t.test('pgvector', async (t) => {
     await runJob(before, 'template-sync')
     await runJob(before, 'template-embed')
     const expected = await searches(before)
-    await before.close()
 
     const after = await buildTestApp(t, { databaseUrl, env })
     t.same(await storages(after), ['vector', 'vector', 'vector', 'vector'])
     sameRanking(t, await searches(after), expected, 'after the move')
+    // The instance that started before pgvector was enabled writes and reads the new column too.
+    t.match((await runJob(before, 'template-embed', { missing: false })).result, { embedded: 4, failed: 0 })
+    t.same(await storages(before), ['vector', 'vector', 'vector', 'vector'], 'an older instance follows')
+    sameRanking(t, await searches(before), expected, 'searched from the older instance')
     const again = await buildTestApp(t, { databaseUrl, env })
     t.same(await storages(again), ['vector', 'vector', 'vector', 'vector'], 'a second start changes nothing')
   })

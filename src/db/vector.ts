@@ -4,13 +4,13 @@
 // Enabled at start-up, after the migrations and under their lock. Creating an extension needs a
 // superuser (pgvector is not a trusted extension): a role that may not is told so and carries on.
 import type { FastifyBaseLogger } from 'fastify'
-import type { Sql } from 'postgres'
+import type { Sql, TransactionSql } from 'postgres'
 import { LOCK_KEY } from './migrate.js'
 
 export type VectorSetting = 'auto' | 'off'
 
 /** The schema pgvector's type lives in, once template_embeddings has its vector column; else null. */
-export async function vectorSchema(sql: Sql): Promise<string | null> {
+export async function vectorSchema(sql: Sql | TransactionSql): Promise<string | null> {
   const [row] = await sql<{ schema: string }[]>`
     select n.nspname as schema
     from pg_attribute a join pg_type ty on ty.oid = a.atttypid join pg_namespace n on n.oid = ty.typnamespace
@@ -25,7 +25,12 @@ export async function vectorSchema(sql: Sql): Promise<string | null> {
  */
 export async function enableVectors(sql: Sql, setting: VectorSetting, log: FastifyBaseLogger) {
   const existing = await vectorSchema(sql)
-  if (existing || setting === 'off') return existing
+  if (existing) {
+    // Written by an instance that started before pgvector was enabled.
+    await moveArrays(sql, existing, log)
+    return existing
+  }
+  if (setting === 'off') return null
   const [offered] = await sql`select 1 from pg_available_extensions where name = 'vector'`
   if (!offered) {
     log.info('pgvector is not installed on the database server; template embeddings are stored as real[]')
@@ -35,6 +40,9 @@ export async function enableVectors(sql: Sql, setting: VectorSetting, log: Fasti
     return await sql.begin(async (tx) => {
       // The migrations' lock: instances starting together take turns.
       await tx`select pg_advisory_xact_lock(${LOCK_KEY})`
+      // Another instance starting at the same time may have done it all while we waited.
+      const done = await vectorSchema(tx)
+      if (done) return done
       await tx`create extension if not exists vector`
       const [ext] = await tx<{ schema: string }[]>`
         select n.nspname as schema from pg_extension e join pg_namespace n on n.oid = e.extnamespace
@@ -47,10 +55,8 @@ export async function enableVectors(sql: Sql, setting: VectorSetting, log: Fasti
         alter table template_embeddings add constraint template_embeddings_vector_check check (
           (embedding is null) <> (embedding_vector is null)
           and (embedding_vector is null or ${schema}.vector_dims(embedding_vector) = dimensions))`
-      const moved = await tx`
-        update template_embeddings set embedding_vector = embedding::${schema}.vector, embedding = null
-        where embedding is not null`
-      log.info({ moved: moved.count }, 'pgvector enabled: template embeddings are stored as vector')
+      log.info('pgvector enabled: template embeddings are stored as vector')
+      await moveArrays(tx, (ext as { schema: string }).schema, log)
       return (ext as { schema: string }).schema
     })
   } catch (err) {
@@ -64,4 +70,12 @@ export async function enableVectors(sql: Sql, setting: VectorSetting, log: Fasti
     )
     return null
   }
+}
+
+/** Moves vectors stored as real[] into the vector column. */
+async function moveArrays(sql: Sql | TransactionSql, schema: string, log: FastifyBaseLogger): Promise<void> {
+  const moved = await sql`
+    update template_embeddings set embedding_vector = embedding::${sql(schema)}.vector, embedding = null
+    where embedding is not null`
+  if (moved.count > 0) log.info({ moved: moved.count }, 'template embeddings moved from real[] to vector')
 }

@@ -91,15 +91,16 @@ export interface ToEmbed {
   sha256: string
 }
 
-/** pgvector's schema per connection pool, looked up once (a failed lookup is not kept). */
-const schemas = new WeakMap<Sql, Promise<string | null>>()
-function pgvectorSchema(sql: Sql): Promise<string | null> {
-  let schema = schemas.get(sql)
-  if (!schema) {
-    schema = vectorSchema(sql)
-    schemas.set(sql, schema)
-    schema.catch(() => schemas.delete(sql))
-  }
+/**
+ * pgvector's schema per connection pool, once its column exists (it is never removed). Until then
+ * it is looked up on every use: another instance may enable pgvector at any time.
+ */
+const schemas = new WeakMap<Sql, string>()
+async function pgvectorSchema(sql: Sql): Promise<string | null> {
+  const known = schemas.get(sql)
+  if (known) return known
+  const schema = await vectorSchema(sql)
+  if (schema) schemas.set(sql, schema)
   return schema
 }
 
