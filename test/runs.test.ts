@@ -151,10 +151,17 @@ t.test('pages are served from memory until a run changes, and never older than R
   const run = (await app.inject({ method: 'POST', url: '/jobs/cache-clear/runs' })).json()
   t.same((await list()).ids, [run.id], 'read your own write')
 
+  await eventually(
+    async () => ((await app.inject(`/runs/${run.id}`)).json().state === 'succeeded' ? true : undefined),
+    5000,
+    'the run to end',
+  )
+
   // A row written behind Steward's back (another instance, psql): the change feed drops the cache.
   await list()
   const [other] = await app.sql<{ id: string }[]>`
-    insert into job_runs (job, trigger, state, args) values ('cache-clear', 'manual', 'queued', '{}') returning id`
+    insert into job_runs (job, trigger, state, args, started_at, finished_at)
+    values ('cache-clear', 'manual', 'succeeded', '{}', now(), now()) returning id`
   await eventually(
     async () => ((await list()).ids[0] === Number(other?.id) ? true : undefined),
     1000,
@@ -162,7 +169,7 @@ t.test('pages are served from memory until a run changes, and never older than R
   )
 
   // A delete sends no notification: the page may be served until it is RUNS_CACHE_MS old, not longer.
-  t.equal((await list()).cache, 'steward; hit')
+  await eventually(async () => ((await list()).cache === 'steward; hit' ? true : undefined), 2000, 'a hit')
   await app.sql`delete from job_runs where id = ${other?.id ?? 0}`
   const deletedAt = Date.now()
   t.same((await list({ 'cache-control': 'no-cache' })).ids, [run.id], 'no-cache reads the database')
@@ -181,7 +188,7 @@ t.test('pages are served from memory until a run changes, and never older than R
 
 t.test('page cache: age limit, size limit, and no page kept from a query a change overtook', async (t) => {
   let now = 0
-  const cache = createPageCache({ maxAgeMs: 100, maxEntries: 2, now: () => now })
+  const cache = createPageCache({ maxAgeMs: 100, maxEntries: 2, maxChars: 10, now: () => now })
   const load = (body: string) => async () => body
   t.same(await cache.get('a', load('1')), ['1', 'miss'])
   t.same(await cache.get('a', load('2')), ['1', 'hit'])
@@ -189,8 +196,16 @@ t.test('page cache: age limit, size limit, and no page kept from a query a chang
   t.same(await cache.get('a', load('3')), ['3', 'miss'], 'too old')
   await cache.get('b', load('b'))
   await cache.get('c', load('c'))
-  t.equal(cache.size(), 2, 'the oldest entry makes room')
+  t.same(cache.size(), { pages: 2, chars: 2 }, 'the oldest entry makes room')
   t.same(await cache.get('c', load('x')), ['c', 'hit'])
+  await cache.get('big', load('0123456789a'))
+  t.same(await cache.get('big', load('small')), ['small', 'miss'], 'a page over the limit is not kept')
+  t.same(cache.size(), { pages: 2, chars: 6 })
+  await cache.get('e', load('eeeeeeeee'))
+  t.same(cache.size(), { pages: 1, chars: 9 }, 'older pages make room for the characters too')
+  now = 300
+  await cache.get('f', load('f'))
+  t.same(cache.size(), { pages: 1, chars: 1 }, 'expired pages go first')
 
   let finish: (body: string) => void = () => {}
   const slow = cache.get('d', () => new Promise<string>((resolve) => (finish = resolve)))
@@ -199,7 +214,7 @@ t.test('page cache: age limit, size limit, and no page kept from a query a chang
   t.same(await slow, ['before the change', 'miss'])
   t.same(await cache.get('d', load('after')), ['after', 'miss'], 'the overtaken page was not kept')
 
-  const off = createPageCache({ maxAgeMs: 0, maxEntries: 2 })
+  const off = createPageCache({ maxAgeMs: 0, maxEntries: 2, maxChars: 10 })
   await off.get('a', load('1'))
   t.same(await off.get('a', load('2')), ['2', 'miss'], 'RUNS_CACHE_MS=0 turns it off')
 })

@@ -19,7 +19,11 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
   // Run history is read far more often than it changes (dashboards poll it): pages are kept until
   // any run changes, on this instance (the runner's events, synchronous) or any other (the cluster's
   // change feed), and for at most RUNS_CACHE_MS whatever happens.
-  const pages = createPageCache({ maxAgeMs: app.config?.runsCacheMs ?? 0, maxEntries: 500 })
+  const pages = createPageCache({
+    maxAgeMs: app.config?.runsCacheMs ?? 0,
+    maxEntries: 500,
+    maxChars: 16 * 2 ** 20,
+  })
   if (app.hasDecorator('runEvents')) {
     app.runner.events.on('run', pages.invalidate)
     const unwatch = app.runEvents.watch(pages.invalidate)

@@ -7,13 +7,31 @@ export interface PageCacheOptions {
   /** How long a page may be served without a fresh query; 0 turns the cache off. */
   maxAgeMs: number
   maxEntries: number
+  /** Pages larger than this are not kept, and all kept pages together stay under it. */
+  maxChars: number
   /** Milliseconds now; tests pass a controllable clock. */
   now?: () => number
 }
 
-export function createPageCache({ maxAgeMs, maxEntries, now = Date.now }: PageCacheOptions) {
+export function createPageCache({ maxAgeMs, maxEntries, maxChars, now = Date.now }: PageCacheOptions) {
+  // In the order they were stored, so the oldest (and any expired ones) come first.
   const pages = new Map<string, { body: string; at: number }>()
   let generation = 0
+  let chars = 0
+
+  function drop(key: string): void {
+    chars -= pages.get(key)?.body.length ?? 0
+    pages.delete(key)
+  }
+
+  /** Drops expired pages, then the oldest until `room` more characters and one more page fit. */
+  function makeRoom(room: number): void {
+    for (const [key, page] of pages) {
+      const expired = now() - page.at >= maxAgeMs
+      if (!expired && pages.size < maxEntries && chars + room <= maxChars) break
+      drop(key)
+    }
+  }
 
   return {
     /** The kept page for `key` (and 'hit'), or a freshly loaded one (and 'miss'). */
@@ -23,10 +41,11 @@ export function createPageCache({ maxAgeMs, maxEntries, now = Date.now }: PageCa
       const before = generation
       const at = now()
       const body = await load()
-      if (maxAgeMs > 0 && generation === before) {
-        pages.delete(key)
-        if (pages.size >= maxEntries) pages.delete(pages.keys().next().value as string)
+      if (maxAgeMs > 0 && generation === before && body.length <= maxChars) {
+        drop(key)
+        makeRoom(body.length)
         pages.set(key, { body, at })
+        chars += body.length
       }
       return [body, 'miss']
     },
@@ -34,9 +53,10 @@ export function createPageCache({ maxAgeMs, maxEntries, now = Date.now }: PageCa
     invalidate(): void {
       generation++
       pages.clear()
+      chars = 0
     },
 
-    size: () => pages.size,
+    size: () => ({ pages: pages.size, chars }),
   }
 }
 
