@@ -78,7 +78,7 @@ export interface Config {
   embeddingsApiKey?: string
   /** Texts per request to the embeddings server. */
   embeddingsBatch: number
-  /** auto: store template embeddings with pgvector when the server has it; off: always real[]. */
+  /** auto: store template embeddings with pgvector when the server has it; off: never enable it. */
   pgvector: 'auto' | 'off'
   schedulerTimezone: string
   /** false: serve the API but fire no schedules (useful for read-only replicas and some tests). */

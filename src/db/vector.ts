@@ -44,10 +44,10 @@ export async function enableVectors(sql: Sql, setting: VectorSetting, log: Fasti
       const done = await vectorSchema(tx)
       if (done) return done
       await tx`create extension if not exists vector`
-      const [ext] = await tx<{ schema: string }[]>`
-        select n.nspname as schema from pg_extension e join pg_namespace n on n.oid = e.extnamespace
+      const [{ name } = { name: 'public' }] = await tx<{ name: string }[]>`
+        select n.nspname as name from pg_extension e join pg_namespace n on n.oid = e.extnamespace
         where e.extname = 'vector'`
-      const schema = tx((ext as { schema: string }).schema)
+      const schema = tx(name)
       await tx`alter table template_embeddings add column if not exists embedding_vector ${schema}.vector`
       await tx`alter table template_embeddings alter column embedding drop not null`
       await tx`alter table template_embeddings drop constraint if exists template_embeddings_vector_check`
@@ -56,8 +56,8 @@ export async function enableVectors(sql: Sql, setting: VectorSetting, log: Fasti
           (embedding is null) <> (embedding_vector is null)
           and (embedding_vector is null or ${schema}.vector_dims(embedding_vector) = dimensions))`
       log.info('pgvector enabled: template embeddings are stored as vector')
-      await moveArrays(tx, (ext as { schema: string }).schema, log)
-      return (ext as { schema: string }).schema
+      await moveArrays(tx, name, log)
+      return name
     })
   } catch (err) {
     // 42501: not allowed to create the extension; anything else is worth an error, not a failed start.

@@ -97,13 +97,13 @@ export function createScheduler(deps: SchedulerDeps) {
     while (batch.length > 0) {
       const round: typeof batch = []
       const later: typeof batch = []
-      const running = new Set<string>()
+      const toRun = new Set<string>()
       for (const item of batch) {
         const name = item.claim.run.schedule
         if (item.claim.skip) round.push(item)
-        else if (running.has(name)) later.push(item)
+        else if (toRun.has(name)) later.push(item)
         else {
-          running.add(name)
+          toRun.add(name)
           round.push(item)
         }
       }
