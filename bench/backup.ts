@@ -6,7 +6,7 @@ import os from 'node:os'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
-import { connectionEnv, locateTool, parseDatabaseUrl, serverVersion } from '../src/services/backup-tools.js'
+import { connectionEnv, locateTool, parseDatabaseUrl, serverVersion } from '../src/features/backups/tools.js'
 import {
   AUTH,
   type Bench,

@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { connectionEnv, locateTool, parseDatabaseUrl, serverVersion } from '../src/services/backup-tools.js'
+import { connectionEnv, locateTool, parseDatabaseUrl, serverVersion } from '../src/features/backups/tools.js'
 import { type Bench, connect, log, QUICK, withDatabase } from './harness.js'
 
 const run = promisify(execFile)

@@ -6,8 +6,8 @@ import postgres from 'postgres'
 import { ConfigError, loadConfig } from '../src/config.js'
 import { COLUMN_CASE, useEmbeddedPostgres } from '../src/db/embedded.js'
 import { migrate } from '../src/db/migrate.js'
-import { createAudit } from '../src/services/audit.js'
-import { createTokens, ROLES, type Role } from '../src/services/tokens.js'
+import { createAudit } from '../src/http/auth/audit.js'
+import { createTokens, ROLES, type Role } from '../src/http/auth/tokens.js'
 
 const USAGE = `usage:
   npm run token -- create --name <name> --role <viewer|operator|admin>

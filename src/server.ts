@@ -4,7 +4,7 @@ import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js'
-import { isDatabaseDown } from './services/errors.js'
+import { isDatabaseDown } from './lib/errors.js'
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>

@@ -6,10 +6,10 @@ import os from 'node:os'
 import path from 'node:path'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
-import { compareContents, readDumpContents } from '../src/services/backup-contents.js'
-import { contentDisposition, noneMatch, parseRange } from '../src/services/backup-download.js'
-import { dumpToFile } from '../src/services/backup-dump.js'
-import { fileNameFor, resolveInside, stamp } from '../src/services/backup-files.js'
+import { compareContents, readDumpContents } from '../src/features/backups/contents.js'
+import { contentDisposition, noneMatch, parseRange } from '../src/features/backups/download.js'
+import { dumpToFile } from '../src/features/backups/dump.js'
+import { fileNameFor, resolveInside, stamp } from '../src/features/backups/files.js'
 import {
   BackupError,
   connectionEnv,
@@ -17,8 +17,8 @@ import {
   parseDatabaseUrl,
   parseToolVersion,
   type Tool,
-} from '../src/services/backup-tools.js'
-import type { StoredBackup } from '../src/services/backups.js'
+} from '../src/features/backups/tools.js'
+import type { StoredBackup } from '../src/features/backups/store.js'
 import { fakePgDump, isAlive } from './fixtures/backup-fake-pg-dump.js'
 import { eventually } from './helper.js'
 

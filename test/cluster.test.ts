@@ -1,5 +1,5 @@
 import t from 'tap'
-import type { Run } from '../src/services/runs.js'
+import type { Run } from '../src/engine/run-store.js'
 import { createTestDatabase } from './helper.js'
 import { FAST, lockCache, runState, stopAll } from './support/cluster.js'
 import { type ServerProcess, startServer } from './support/process.js'

@@ -4,7 +4,7 @@
 import { CronExpressionParser } from 'cron-parser'
 import { getTasks } from 'node-cron'
 import t from 'tap'
-import { CronError, type CronSchedule, isValidTimezone, parseCron, startCron } from '../src/services/cron.js'
+import { CronError, type CronSchedule, isValidTimezone, parseCron, startCron } from '../src/engine/cron.js'
 
 const iso = (dates: Date[]) => dates.map((d) => d.toISOString())
 const at = (text: string) => new Date(text)

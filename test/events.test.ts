@@ -5,7 +5,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import type { Run } from '../src/services/runs.js'
+import type { Run } from '../src/engine/run-store.js'
 import { testJobs } from './fixtures/jobs.js'
 import { buildTestApp, createTestDatabase, eventually, TEST_ADMIN_TOKEN } from './helper.js'
 

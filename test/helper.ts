@@ -8,7 +8,7 @@ import type { Test } from 'tap'
 import { type BuildOptions, buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
 import { jobs as registeredJobs } from '../src/jobs/index.js'
-import { DEFAULT_SCHEDULES } from '../src/services/schedules.js'
+import { DEFAULT_SCHEDULES } from '../src/engine/schedule-store.js'
 import { STATE_FILE, type TestDbState } from './support/state.js'
 
 async function state(): Promise<TestDbState> {

@@ -5,7 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { freePort, startEmbeddedPostgres } from '../src/db/embedded.js'
-import type { Run } from '../src/services/runs.js'
+import type { Run } from '../src/engine/run-store.js'
 import { eventually } from './helper.js'
 import { startServer } from './support/process.js'
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createPageCache } from '../src/services/page-cache.js'
+import { createPageCache } from '../src/lib/page-cache.js'
 import { buildTestApp, eventually } from './helper.js'
 
 t.test('run history: newest first, filters, keyset pagination', async (t) => {

@@ -1,12 +1,12 @@
 // The job registry. A job is listed here only once it does its real work; schedules of jobs that
 // are not listed are never seeded or fired.
-import { cacheClear } from './cache-clear.js'
-import { databaseBackup } from './database-backup.js'
-import type { AnyJob } from './define.js'
-import { pruneRuns } from './prune-runs.js'
-import { registrySync } from './registry-sync.js'
-import { templateEmbed } from './template-embed.js'
-import { templateSync } from './template-sync.js'
+import { cacheClear } from '../features/maintenance/cache-clear.js'
+import { databaseBackup } from '../features/backups/database-backup.js'
+import type { AnyJob } from '../engine/job.js'
+import { pruneRuns } from '../features/maintenance/prune-runs.js'
+import { registrySync } from '../features/registry/registry-sync.js'
+import { templateEmbed } from '../features/templates/template-embed.js'
+import { templateSync } from '../features/templates/template-sync.js'
 
 export const jobs: AnyJob[] = [
   cacheClear,
@@ -17,5 +17,5 @@ export const jobs: AnyJob[] = [
   templateEmbed,
 ]
 
-export type { AnyJob, JobContext, JobDefinition, JsonValue } from './define.js'
-export { defineJob } from './define.js'
+export type { AnyJob, JobContext, JobDefinition, JsonValue } from '../engine/job.js'
+export { defineJob } from '../engine/job.js'

@@ -1,7 +1,7 @@
 // Shared by the multi-process tests (cluster, crash): fast heartbeats, stopping servers, holding a
 // lock that keeps cache-clear running, waiting for a run's state through the API.
 import postgres from 'postgres'
-import type { Run } from '../../src/services/runs.js'
+import type { Run } from '../../src/engine/run-store.js'
 import { eventually } from '../helper.js'
 import type { ServerProcess } from './process.js'
 

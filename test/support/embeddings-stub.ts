@@ -4,7 +4,7 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Test } from 'tap'
-import { lexicalEmbedding } from '../../src/services/embeddings-local.js'
+import { lexicalEmbedding } from '../../src/features/templates/embeddings/local.js'
 
 export interface StubReply {
   status?: number

@@ -1,0 +1,110 @@
+// Runs: the history of every execution, newest first, and cancelling one in progress.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { actorOf } from '../../http/auth/plugin.js'
+import { errors, IdParams, ListQuery, Page, Timestamp } from '../../lib/schemas.js'
+import { RunRef, RunState, RunTrigger } from '../schemas/run.js'
+import { createPageCache } from '../../lib/page-cache.js'
+
+const RunQuery = ListQuery({
+  job: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+  schedule: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+  state: Type.Optional(RunState),
+  trigger: Type.Optional(RunTrigger),
+  since: Type.Optional({ ...Timestamp, description: 'Queued at or after (ISO-8601).' }),
+  until: Type.Optional({ ...Timestamp, description: 'Queued before (ISO-8601).' }),
+})
+
+const runs: FastifyPluginAsyncTypebox = async (app) => {
+  // Run history is read far more often than it changes (dashboards poll it): pages are kept until
+  // any run changes, on this instance (the runner's events, synchronous) or any other (the cluster's
+  // change feed), and for at most RUNS_CACHE_MS whatever happens.
+  const pages = createPageCache({
+    maxAgeMs: app.config?.runsCacheMs ?? 0,
+    maxEntries: 500,
+    maxChars: 16 * 2 ** 20,
+  })
+  if (app.hasDecorator('runEvents')) {
+    app.runner.events.on('run', pages.invalidate)
+    const unwatch = app.runEvents.watch(pages.invalidate)
+    app.addHook('onClose', async () => {
+      app.runner.events.off('run', pages.invalidate)
+      unwatch()
+    })
+  }
+
+  app.get(
+    '/runs',
+    {
+      schema: {
+        tags: ['runs'],
+        summary: 'List runs, newest first',
+        querystring: RunQuery,
+        response: { 200: Page(RunRef), ...errors(400) },
+      },
+    },
+    async (request, reply) => {
+      const { limit = 50, cursor, ...filter } = request.query
+      const key = JSON.stringify([
+        limit,
+        cursor,
+        filter.job,
+        filter.schedule,
+        filter.state,
+        filter.trigger,
+        filter.since,
+        filter.until,
+      ])
+      const fresh = /no-cache|no-store|max-age=0/.test(request.headers['cache-control'] ?? '')
+      const [page, status] = await pages.get(
+        key,
+        async () => reply.serialize(await app.runs.list(filter, limit, cursor)) as string,
+        fresh,
+      )
+      // RFC 9211; `Cache-Control: no-cache` on the request always reads the database.
+      reply.header('cache-status', status === 'hit' ? 'steward; hit' : 'steward; fwd=miss')
+      return reply.type('application/json; charset=utf-8').send(page as never)
+    },
+  )
+
+  app.get(
+    '/runs/:id',
+    {
+      schema: {
+        tags: ['runs'],
+        summary: 'One run',
+        params: IdParams,
+        response: { 200: RunRef, ...errors(400, 404) },
+      },
+    },
+    async (request, reply) => {
+      const run = await app.runs.get(request.params.id)
+      return run ?? reply.notFound(`run ${request.params.id} does not exist`)
+    },
+  )
+
+  app.post(
+    '/runs/:id/cancel',
+    {
+      schema: {
+        tags: ['runs'],
+        summary: 'Cancel a queued or running run',
+        description: 'A queued run is cancelled at once; a running one is aborted through its signal.',
+        params: IdParams,
+        response: { 202: RunRef, ...errors(400, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const run = await app.runner.cancel(request.params.id)
+      await app.audit.record({
+        actor: actorOf(request),
+        action: 'run.cancel',
+        target: run.id,
+        after: { job: run.job, state: run.state },
+      })
+      return reply.code(202).send(run)
+    },
+  )
+}
+
+export default runs

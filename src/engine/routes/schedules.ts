@@ -1,0 +1,191 @@
+// Schedules: when each job runs. Edits apply at once on every instance; preview shows the fire times
+// of any cron expression without saving it.
+
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
+import { actorOf } from '../../http/auth/plugin.js'
+import { errors, Page, Timestamp } from '../../lib/schemas.js'
+import {
+  Count,
+  CronExpression,
+  ScheduleCreate,
+  ScheduleName,
+  SchedulePatch,
+  Timezone,
+} from '../schemas/schedule.js'
+import { compileCron, type Schedule } from '../schedule-store.js'
+
+const NameParams = Type.Object({ name: ScheduleName })
+const CountQuery = Type.Object({ count: Type.Optional(Count) }, { additionalProperties: false })
+const ScheduleRef = Type.Ref('Schedule')
+
+/** A schedule as the API shows it: with its next fire time(s) and last run. */
+async function present(app: FastifyInstance, list: Schedule[], count?: number) {
+  const [lastRuns, health] = await Promise.all([
+    app.runs.lastBySchedule(list.map((s) => s.name)),
+    app.scheduleHealth.evaluate(list),
+  ])
+  return list.map((schedule) => {
+    const { createdAt: _, ...rest } = schedule
+    const firing = schedule.enabled && app.jobs.has(schedule.job)
+    const upcoming = firing ? compileCron(schedule.cron, schedule.timezone).nextRuns(count ?? 1) : []
+    return {
+      ...rest,
+      nextRunAt: upcoming[0]?.toISOString() ?? null,
+      ...(count ? { nextRuns: upcoming.map((d) => d.toISOString()) } : {}),
+      lastRun: lastRuns.get(schedule.name) ?? null,
+      health: health.get(schedule.name)?.health ?? 'ok',
+    }
+  })
+}
+
+const byNextFire = (
+  a: { nextRunAt: string | null; name: string },
+  b: { nextRunAt: string | null; name: string },
+) =>
+  a.nextRunAt === b.nextRunAt
+    ? a.name.localeCompare(b.name)
+    : a.nextRunAt === null
+      ? 1
+      : b.nextRunAt === null
+        ? -1
+        : a.nextRunAt.localeCompare(b.nextRunAt)
+
+const schedules: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/schedules',
+    {
+      schema: {
+        tags: ['schedules'],
+        summary: 'Every schedule, soonest next fire first',
+        description:
+          'Disabled schedules (and those whose job is not registered) have nextRunAt null and come last.',
+        querystring: CountQuery,
+        response: { 200: Page(ScheduleRef), ...errors(400) },
+      },
+    },
+    async (request) => {
+      const items = await present(app, await app.schedules.list(), request.query.count)
+      return { items: items.sort(byNextFire), nextCursor: null }
+    },
+  )
+
+  app.post(
+    '/schedules',
+    {
+      schema: {
+        tags: ['schedules'],
+        summary: 'Create a schedule',
+        body: ScheduleCreate,
+        response: { 201: ScheduleRef, ...errors(400, 409) },
+      },
+    },
+    async (request, reply) => {
+      const schedule = await app.schedules.create(request.body)
+      await app.audit.record({
+        actor: actorOf(request),
+        action: 'schedule.create',
+        target: schedule.name,
+        after: schedule,
+      })
+      const [shown] = await present(app, [schedule])
+      return reply.code(201).header('location', `/schedules/${schedule.name}`).send(shown)
+    },
+  )
+
+  app.post(
+    '/schedules/preview',
+    {
+      schema: {
+        tags: ['schedules'],
+        summary: 'Next fire times of a cron expression, without saving anything',
+        body: Type.Object(
+          {
+            cron: CronExpression,
+            timezone: Type.Optional(Timezone),
+            count: Type.Optional({ ...Count, default: 5 }),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ nextRuns: Type.Array(Timestamp) }), ...errors(400) },
+      },
+    },
+    async (request) => {
+      const { cron, timezone = app.config.schedulerTimezone, count = 5 } = request.body
+      return {
+        nextRuns: compileCron(cron, timezone)
+          .nextRuns(count)
+          .map((d) => d.toISOString()),
+      }
+    },
+  )
+
+  app.get(
+    '/schedules/:name',
+    {
+      schema: {
+        tags: ['schedules'],
+        summary: 'One schedule',
+        params: NameParams,
+        querystring: CountQuery,
+        response: { 200: ScheduleRef, ...errors(400, 404) },
+      },
+    },
+    async (request) => {
+      const [shown] = await present(app, [await app.schedules.get(request.params.name)], request.query.count)
+      return shown
+    },
+  )
+
+  app.patch(
+    '/schedules/:name',
+    {
+      schema: {
+        tags: ['schedules'],
+        summary: 'Edit a schedule (applies at once, on every instance)',
+        params: NameParams,
+        body: SchedulePatch,
+        response: { 200: ScheduleRef, ...errors(400, 404) },
+      },
+    },
+    async (request) => {
+      const before = await app.schedules.get(request.params.name)
+      const schedule = await app.schedules.update(request.params.name, request.body)
+      await app.audit.record({
+        actor: actorOf(request),
+        action: 'schedule.update',
+        target: schedule.name,
+        before,
+        after: schedule,
+      })
+      const [shown] = await present(app, [schedule])
+      return shown
+    },
+  )
+
+  app.delete(
+    '/schedules/:name',
+    {
+      schema: {
+        tags: ['schedules'],
+        summary: 'Delete a schedule (its run history is kept)',
+        params: NameParams,
+        response: { 204: Type.Null(), ...errors(400, 404) },
+      },
+    },
+    async (request, reply) => {
+      const before = await app.schedules.get(request.params.name)
+      await app.schedules.remove(request.params.name)
+      await app.audit.record({
+        actor: actorOf(request),
+        action: 'schedule.delete',
+        target: before.name,
+        before,
+      })
+      return reply.code(204).send(null)
+    },
+  )
+}
+
+export default schedules

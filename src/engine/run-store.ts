@@ -1,0 +1,402 @@
+// The run history (job_runs): one row per attempt, written before the job starts and updated when it
+// ends. Every state change is a conditional update, so two actors (a finishing job and a cancel, or
+// two instances) can never both win.
+import type { Sql } from 'postgres'
+import type { JsonValue } from './job.js'
+import { allOf, decodeCursor, type Page, toPage } from '../lib/pagination.js'
+
+export const RUN_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'skipped'] as const
+export const RUN_TRIGGERS = ['schedule', 'manual', 'retry', 'catch-up'] as const
+export type RunState = (typeof RUN_STATES)[number]
+export type RunTrigger = (typeof RUN_TRIGGERS)[number]
+
+export interface RunError {
+  code: string
+  message: string
+}
+
+export interface Run {
+  id: number
+  job: string
+  schedule: string | null
+  trigger: RunTrigger
+  state: RunState
+  attempt: number
+  maxAttempts: number
+  retryOf: number | null
+  args: Record<string, unknown>
+  scheduledFor: string | null
+  queuedAt: string
+  /** A queued retry waits until then. */
+  runAfter: string | null
+  startedAt: string | null
+  finishedAt: string | null
+  durationMs: number | null
+  result: JsonValue | null
+  error: RunError | null
+  instance: string | null
+}
+
+interface RunRow {
+  id: string
+  job: string
+  schedule: string | null
+  trigger: RunTrigger
+  state: RunState
+  attempt: number
+  maxAttempts: number
+  retryOf: string | null
+  args: Record<string, unknown>
+  scheduledFor: Date | null
+  queuedAt: Date
+  runAfter: Date | null
+  startedAt: Date | null
+  finishedAt: Date | null
+  result: JsonValue | null
+  error: RunError | null
+  instance: string | null
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null)
+
+export function toRun(row: RunRow): Run {
+  return {
+    id: Number(row.id),
+    job: row.job,
+    schedule: row.schedule,
+    trigger: row.trigger,
+    state: row.state,
+    attempt: row.attempt,
+    maxAttempts: row.maxAttempts,
+    retryOf: row.retryOf === null ? null : Number(row.retryOf),
+    args: row.args,
+    scheduledFor: iso(row.scheduledFor),
+    queuedAt: row.queuedAt.toISOString(),
+    runAfter: iso(row.runAfter),
+    startedAt: iso(row.startedAt),
+    finishedAt: iso(row.finishedAt),
+    durationMs: row.startedAt && row.finishedAt ? row.finishedAt.getTime() - row.startedAt.getTime() : null,
+    result: row.result,
+    error: row.error,
+    instance: row.instance,
+  }
+}
+
+export interface RunFilter {
+  job?: string
+  schedule?: string
+  state?: RunState
+  trigger?: RunTrigger
+  since?: string
+  until?: string
+}
+
+export interface NewRun {
+  job: string
+  schedule?: string | null
+  trigger: RunTrigger
+  args: Record<string, unknown>
+  attempt?: number
+  maxAttempts: number
+  retryOf?: number | null
+  scheduledFor?: Date | null
+  /** Not before this many ms from now (retries). */
+  delayMs?: number
+}
+
+export type FireOutcome = { outcome: 'claimed' | 'skipped'; run: Run } | { outcome: 'taken' }
+
+/** One fire to claim: the run it becomes, its schedule's overlap policy, and why it is skipped, if it is. */
+export interface FireClaim {
+  run: NewRun & { schedule: string; scheduledFor: Date }
+  overlap: 'skip' | 'allow'
+  skip?: RunError | null
+}
+
+const fireKey = (schedule: string, at: Date) => `${schedule}@${at.getTime()}`
+
+/** How long a claim waits for another's locks, and how long its own may be held by a stalled client. */
+const CLAIM_LOCK_TIMEOUT = '5s'
+const CLAIM_IDLE_TIMEOUT = '10s'
+
+const COLUMNS = [
+  'id',
+  'job',
+  'schedule',
+  'trigger',
+  'state',
+  'attempt',
+  'max_attempts',
+  'retry_of',
+  'args',
+  'scheduled_for',
+  'queued_at',
+  'run_after',
+  'started_at',
+  'finished_at',
+  'result',
+  'error',
+  'instance',
+]
+
+export function createRunsService(sql: Sql) {
+  const columns = sql(COLUMNS)
+  const one = (rows: RunRow[]) => (rows[0] ? toRun(rows[0]) : null)
+
+  /** A queued run: started at once by whoever inserted it, or later by a poller when delayed. */
+  async function insertQueued(run: NewRun): Promise<Run> {
+    const [row] = await sql<RunRow[]>`
+      insert into job_runs (job, schedule, trigger, state, attempt, max_attempts, retry_of, args, scheduled_for,
+                            run_after)
+      values (${run.job}, ${run.schedule ?? null}, ${run.trigger}, 'queued', ${run.attempt ?? 1},
+              ${run.maxAttempts}, ${run.retryOf ?? null}, ${sql.json(run.args as JsonValue)},
+              ${run.scheduledFor ?? null},
+              ${run.delayMs ? sql`now() + ${run.delayMs} * interval '1 millisecond'` : null})
+      returning ${columns}`
+    return toRun(row as RunRow)
+  }
+
+  /** The newest run for each value of `job` or `schedule`, one index probe per value. */
+  async function latestBy(column: 'job' | 'schedule', values: string[]): Promise<Map<string, Run>> {
+    if (values.length === 0) return new Map()
+    const rows = await sql<RunRow[]>`
+      select r.* from unnest(${values}::text[]) as v(value)
+      cross join lateral (
+        select ${columns} from job_runs where ${sql(column)} = v.value order by id desc limit 1
+      ) r`
+    return new Map(rows.map((row) => [String(row[column]), toRun(row)]))
+  }
+
+  return {
+    async get(id: number): Promise<Run | null> {
+      return one(await sql<RunRow[]>`select ${columns} from job_runs where id = ${id}`)
+    },
+
+    /** Newest first, keyset-paginated on id. */
+    async list(filter: RunFilter, limit: number, cursor?: string): Promise<Page<Run>> {
+      const after = cursor ? decodeCursor(cursor) : null
+      const where = allOf(sql, [
+        filter.job !== undefined && sql`job = ${filter.job}`,
+        filter.schedule !== undefined && sql`schedule = ${filter.schedule}`,
+        filter.state !== undefined && sql`state = ${filter.state}`,
+        filter.trigger !== undefined && sql`trigger = ${filter.trigger}`,
+        filter.since !== undefined && sql`queued_at >= ${filter.since}`,
+        filter.until !== undefined && sql`queued_at < ${filter.until}`,
+        after !== null && sql`id < ${after}`,
+      ])
+      const rows = await sql<RunRow[]>`
+        select ${columns} from job_runs where ${where} order by id desc limit ${limit + 1}`
+      return toPage(rows.map(toRun), limit)
+    },
+
+    insertQueued,
+
+    /**
+     * Claims fires of schedules, all in one transaction: one round of statements however many
+     * schedules fire at the same instant. The unique key (schedule, scheduled_for) makes exactly one
+     * instance win each fire. A fire is recorded as skipped when its `skip` says so, or when its
+     * overlap is 'skip' and an unfinished run of the same schedule exists. The advisory locks, taken
+     * in one order by every instance, serialise that check per schedule across instances, and the
+     * insert is its own statement, so it sees whatever committed while the locks were awaited.
+     * The overlap check cannot see fires inserted by the same statement: give it at most one fire
+     * to run per schedule (fires that carry a `skip` may be added freely).
+     */
+    async claimFires(fires: FireClaim[]): Promise<FireOutcome[]> {
+      if (fires.length === 0) return []
+      const input = fires.map(({ run, overlap, skip }) => ({
+        job: run.job,
+        schedule: run.schedule,
+        trig: run.trigger,
+        max_attempts: run.maxAttempts,
+        args: run.args,
+        scheduled_for: run.scheduledFor.toISOString(),
+        overlap,
+        ...(skip ? { skip } : {}),
+      }))
+      const names = [...new Set(fires.map((f) => f.run.schedule))]
+      // Read committed whatever the database's default: the insert must see what committed while
+      // the locks were awaited. A claim never waits long, nor holds its locks while its client stalls:
+      // a fire it gives up on is settled later by the scheduler's check for missed fires.
+      const rows = await sql.begin('isolation level read committed', async (tx) => {
+        await tx`
+          select set_config('lock_timeout', ${CLAIM_LOCK_TIMEOUT}, true),
+                 set_config('idle_in_transaction_session_timeout', ${CLAIM_IDLE_TIMEOUT}, true)`
+        await tx`
+          select count(pg_advisory_xact_lock(hashtext('steward.schedule'), k))
+          from (select distinct hashtext(name) as k from unnest(${names}::text[]) as u(name) order by 1) keys`
+        return await tx<RunRow[]>`
+          insert into job_runs (job, schedule, trigger, state, attempt, max_attempts, args, scheduled_for,
+                                finished_at, error)
+          select f.job, f.schedule, f.trig, case when d.skip is null then 'queued' else 'skipped' end, 1,
+                 f.max_attempts, f.args, f.scheduled_for, case when d.skip is null then null else now() end,
+                 d.skip
+          from jsonb_to_recordset(${tx.json(input as unknown as JsonValue)}) as f(
+            job text, schedule text, trig text, max_attempts int, args jsonb, scheduled_for timestamptz,
+            overlap text, skip jsonb)
+          cross join lateral (
+            select coalesce(f.skip, (
+              select jsonb_build_object('code', 'overlap',
+                                        'message', 'run ' || b.id || ' of this schedule was still running')
+              from job_runs b
+              where f.overlap = 'skip' and b.schedule = f.schedule and b.state in ('queued', 'running')
+              order by b.id limit 1)) as skip
+          ) d
+          on conflict (schedule, scheduled_for) where trigger in ('schedule', 'catch-up') do nothing
+          returning ${columns}`
+      })
+      const won = new Map(rows.map((row) => [fireKey(row.schedule as string, row.scheduledFor as Date), row]))
+      return fires.map(({ run }): FireOutcome => {
+        // A fire listed twice is won once: the second mention finds it taken.
+        const key = fireKey(run.schedule, run.scheduledFor)
+        const row = won.get(key)
+        won.delete(key)
+        if (!row) return { outcome: 'taken' }
+        return { outcome: row.state === 'skipped' ? 'skipped' : 'claimed', run: toRun(row) }
+      })
+    },
+
+    /** queued → running, in one statement for any number of runs; those cancelled (or taken) first are left out. */
+    async markRunning(ids: number[], instance: string): Promise<Run[]> {
+      if (ids.length === 0) return []
+      const rows = await sql<RunRow[]>`
+        update job_runs set state = 'running', started_at = now(), heartbeat_at = now(), instance = ${instance}
+        where id = any(${ids}::bigint[]) and state = 'queued'
+        returning ${columns}`
+      return rows.map(toRun).sort((a, b) => a.id - b.id)
+    },
+
+    /** running → final state; null when something else (a cancel, a rescuer) already ended it. */
+    async finish(
+      id: number,
+      end: {
+        state: 'succeeded' | 'failed' | 'cancelled'
+        result?: JsonValue | null
+        error?: RunError | null
+      },
+    ): Promise<Run | null> {
+      return one(
+        await sql<RunRow[]>`
+          update job_runs set state = ${end.state}, finished_at = clock_timestamp(),
+                              result = ${end.result === undefined || end.result === null ? null : sql.json(end.result)},
+                              error = ${end.error ? sql.json(end.error as unknown as JsonValue) : null}
+          where id = ${id} and state = 'running'
+          returning ${columns}`,
+      )
+    },
+
+    /** Cancels a queued run at once; a running one is flagged and stopped by its executor. */
+    async requestCancel(id: number): Promise<Run | null> {
+      return one(
+        await sql<RunRow[]>`
+          update job_runs set
+            state = case when state = 'queued' then 'cancelled' else state end,
+            finished_at = case when state = 'queued' then now() else finished_at end,
+            error = case when state = 'queued'
+                         then '{"code":"cancelled","message":"cancelled before it started"}'::jsonb
+                         else error end,
+            cancel_requested_at = coalesce(cancel_requested_at, now())
+          where id = ${id} and state in ('queued', 'running')
+          returning ${columns}`,
+      )
+    },
+
+    /**
+     * Takes the oldest due queued run for this instance (queued → running). Skip locked: several
+     * instances polling at once each get a different run, or none.
+     */
+    async claimDue(instance: string): Promise<Run | null> {
+      return one(
+        await sql<RunRow[]>`
+          update job_runs set state = 'running', started_at = now(), heartbeat_at = now(), instance = ${instance}
+          where id = (
+            select id from job_runs
+            where state = 'queued' and coalesce(run_after, queued_at) <= now()
+            order by coalesce(run_after, queued_at), id
+            limit 1
+            for update skip locked
+          )
+          returning ${columns}`,
+      )
+    },
+
+    /**
+     * Marks this instance's runs alive. Returns the ids still running here (a run missing from it was
+     * taken away, e.g. failed as abandoned during an outage) and those whose cancel was requested.
+     */
+    async heartbeat(ids: number[], instance: string): Promise<{ alive: number[]; cancel: number[] }> {
+      if (ids.length === 0) return { alive: [], cancel: [] }
+      const rows = await sql<{ id: string; cancelRequestedAt: Date | null }[]>`
+        update job_runs set heartbeat_at = now()
+        where id = any(${ids}::bigint[]) and state = 'running' and instance = ${instance}
+        returning id, cancel_requested_at`
+      return {
+        alive: rows.map((r) => Number(r.id)),
+        cancel: rows.filter((r) => r.cancelRequestedAt !== null).map((r) => Number(r.id)),
+      }
+    },
+
+    /** Fails running runs whose instance stopped heartbeating (crashed, killed, partitioned). */
+    async failAbandoned(staleMs: number): Promise<Run[]> {
+      const rows = await sql<RunRow[]>`
+        update job_runs set state = 'failed', finished_at = now(),
+          error = jsonb_build_object(
+            'code', 'abandoned',
+            'message', format('instance %s stopped reporting for this run (last heartbeat %s)',
+                              coalesce(instance, 'unknown'), heartbeat_at))
+        where state = 'running' and heartbeat_at < now() - ${staleMs} * interval '1 millisecond'
+        returning ${columns}`
+      return rows.map(toRun)
+    },
+
+    /** The next attempt of a failed run, due after `delayMs`. */
+    async insertRetry(failed: Run, delayMs: number, maxAttempts = failed.maxAttempts): Promise<Run> {
+      return await insertQueued({
+        job: failed.job,
+        schedule: failed.schedule,
+        trigger: 'retry',
+        args: failed.args,
+        attempt: failed.attempt + 1,
+        maxAttempts,
+        retryOf: failed.retryOf ?? failed.id,
+        scheduledFor: failed.scheduledFor ? new Date(failed.scheduledFor) : null,
+        delayMs,
+      })
+    },
+
+    /** Each schedule's latest claimed fire (run or skipped) before the given time. */
+    async lastFiresBefore(bounds: { schedule: string; before: Date }[]): Promise<Map<string, Date>> {
+      if (bounds.length === 0) return new Map()
+      const rows = await sql<{ schedule: string; last: Date | null }[]>`
+        select b.schedule, (
+          select max(scheduled_for) from job_runs r
+          where r.schedule = b.schedule and r.trigger in ('schedule', 'catch-up') and r.scheduled_for < b.before
+        ) as last
+        from unnest(${bounds.map((b) => b.schedule)}::text[], ${bounds.map((b) => b.before.toISOString())}::text[]::timestamptz[])
+          as b(schedule, before)`
+      return new Map(rows.filter((r) => r.last).map((r) => [r.schedule, r.last as Date]))
+    },
+
+    /** The fires claimed (run or skipped) of the given schedules in (from, to], as epoch ms. */
+    async firesBetween(names: string[], from: Date, to: Date): Promise<Map<string, number[]>> {
+      const rows = await sql<{ schedule: string; scheduledFor: Date }[]>`
+        select schedule, scheduled_for from job_runs
+        where schedule = any(${names}::text[]) and trigger in ('schedule', 'catch-up')
+          and scheduled_for > ${from} and scheduled_for <= ${to}`
+      const fires = new Map<string, number[]>()
+      for (const row of rows) {
+        const list = fires.get(row.schedule) ?? []
+        list.push(row.scheduledFor.getTime())
+        fires.set(row.schedule, list)
+      }
+      return fires
+    },
+
+    /** The newest run of each of the given schedules. */
+    lastBySchedule: (names: string[]) => latestBy('schedule', names),
+
+    /** The newest run of each of the given jobs. */
+    lastByJob: (names: string[]) => latestBy('job', names),
+  }
+}
+
+export type RunsService = ReturnType<typeof createRunsService>

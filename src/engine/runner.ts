@@ -1,0 +1,318 @@
+// The runner executes runs in this process: queued → running → succeeded | failed | cancelled,
+// with a timeout per job, cancellation through an AbortSignal, retries with backoff, and a record of
+// every outcome. A job that throws fails its run; nothing a job does can take the server down.
+import { EventEmitter } from 'node:events'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Sql } from 'postgres'
+import type { Config } from '../config.js'
+import type { AnyJob, JsonValue } from './job.js'
+import { validateArgs } from './args.js'
+import { Conflict, NotFound } from '../lib/errors.js'
+import type { Run, RunError, RunsService, RunTrigger } from './run-store.js'
+
+/** Why a run's signal was aborted; becomes the run's error code. */
+export class RunAbort extends Error {
+  constructor(
+    readonly code: 'timeout' | 'cancelled' | 'interrupted',
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+export const CANCEL_CHANNEL = 'steward_cancel'
+
+/**
+ * Delay before retry attempt `attempt + 1`: min(max, base × 2^(attempt−1)), plus up to 25% jitter so
+ * runs that failed together do not retry in lock-step.
+ */
+export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
+  const backoff = Math.min(maxMs, baseMs * 2 ** (attempt - 1))
+  return Math.round(backoff * (1 + 0.25 * random()))
+}
+
+export interface RunnerDeps {
+  sql: Sql
+  runs: RunsService
+  jobs: Map<string, AnyJob>
+  config: Config
+  log: FastifyBaseLogger
+}
+
+type Outcome = {
+  state: 'succeeded' | 'failed' | 'cancelled'
+  result?: JsonValue | null
+  error?: RunError
+  /** The job said another attempt cannot succeed (an error with `retryable: false`). */
+  final?: boolean
+}
+
+export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
+  const events = new EventEmitter<{ run: [Run] }>()
+  const active = new Map<number, AbortController>()
+  /** Executions (bookkeeping included) and job bodies, which may outlive an aborted execution. */
+  const inFlight = new Set<Promise<unknown>>()
+  const bodies = new Set<Promise<unknown>>()
+  let accepting = true
+
+  const publish = (run: Run | null) => {
+    if (run) events.emit('run', run)
+  }
+
+  const track = (set: Set<Promise<unknown>>, work: Promise<unknown>) => {
+    set.add(work)
+    void work.finally(() => set.delete(work)).catch(() => {})
+  }
+
+  function jobOf(name: string): AnyJob {
+    const job = jobs.get(name)
+    if (!job) throw new NotFound(`job "${name}" does not exist; known jobs: ${[...jobs.keys()].join(', ')}`)
+    return job
+  }
+
+  /**
+   * Starts queued runs inserted by this process (one update for all of them), except those another
+   * actor (a cancel) got to first.
+   */
+  function start(...queued: Run[]): void {
+    // Shutting down: the runs stay queued, for another instance's poller or this one's next start.
+    if (queued.length === 0 || !accepting) return
+    launch(async () => {
+      const running = await runs.markRunning(
+        queued.map((run) => run.id),
+        config.instanceId,
+      )
+      await Promise.all(running.map((run) => execute(run).catch((err) => couldNotRecord(err, run))))
+    }, queued[0] as Run)
+  }
+
+  /** Executes a run already marked running for this instance (claimed by a poller). */
+  function resume(run: Run): void {
+    launch(() => execute(run), run)
+  }
+
+  function launch(work: () => Promise<void>, run: Run): void {
+    track(
+      inFlight,
+      work().catch((err) => couldNotRecord(err, run)),
+    )
+  }
+
+  function couldNotRecord(err: unknown, run: Run): void {
+    log.error({ err, runId: run.id, job: run.job }, 'runner could not record a run outcome')
+  }
+
+  async function execute(run: Run): Promise<void> {
+    publish(run)
+    const job = jobs.get(run.job)
+    if (!job) {
+      const error = {
+        code: 'unknown_job',
+        message: `job "${run.job}" is not registered on ${config.instanceId}`,
+      }
+      publish(await runs.finish(run.id, { state: 'failed', error }))
+      return
+    }
+    const controller = new AbortController()
+    active.set(run.id, controller)
+    const timer = setTimeout(
+      () =>
+        controller.abort(new RunAbort('timeout', `run exceeded the job's timeout of ${job.timeoutMs} ms`)),
+      job.timeoutMs,
+    )
+    const runLog = log.child({ runId: run.id, job: job.name })
+    runLog.info(
+      { state: 'running', attempt: run.attempt, trigger: run.trigger, schedule: run.schedule },
+      'run started',
+    )
+    let outcome: Outcome
+    try {
+      const body = job.run({
+        args: run.args,
+        signal: controller.signal,
+        log: runLog,
+        sql,
+        runId: String(run.id),
+        attempt: run.attempt,
+        config,
+      })
+      track(bodies, body)
+      outcome = { state: 'succeeded', result: toJson(await untilAborted(body, controller.signal)) }
+    } catch (err) {
+      outcome = failure(err, controller.signal)
+    } finally {
+      clearTimeout(timer)
+      active.delete(run.id)
+    }
+    const finished = await persist(() => runs.finish(run.id, outcome))
+    publish(finished)
+    const level = outcome.state === 'succeeded' ? 'info' : 'warn'
+    runLog[level](
+      { state: outcome.state, durationMs: finished?.durationMs, error: outcome.error },
+      'run finished',
+    )
+    if (finished?.state === 'failed' && !outcome.final) await retryIfAllowed(finished)
+  }
+
+  /**
+   * Queues the next attempt of a failed run while attempts remain. An interrupted run (shutdown)
+   * did nothing wrong, so it always gets one more attempt.
+   */
+  async function retryIfAllowed(failed: Run): Promise<Run | null> {
+    const interrupted = failed.error?.code === 'interrupted'
+    if (!interrupted && failed.attempt >= failed.maxAttempts) return null
+    const maxAttempts = interrupted ? Math.max(failed.maxAttempts, failed.attempt + 1) : failed.maxAttempts
+    const delay = retryDelayMs(failed.attempt, config.retryBaseMs, config.retryMaxMs)
+    const retry = await persist(() => runs.insertRetry(failed, delay, maxAttempts))
+    log.info({ runId: retry.id, retryOf: failed.id, attempt: retry.attempt, delayMs: delay }, 'retry queued')
+    publish(retry)
+    return retry
+  }
+
+  /** Aborts a run executing in this process; false when it is not here. */
+  function abortLocal(id: number, reason: RunAbort): boolean {
+    const controller = active.get(id)
+    if (!controller) return false
+    controller.abort(reason)
+    return true
+  }
+
+  async function waitUntilEnded(id: number, ms: number): Promise<Run | null> {
+    const deadline = Date.now() + ms
+    for (;;) {
+      const run = await runs.get(id)
+      if (!run || (run.state !== 'running' && run.state !== 'queued') || Date.now() > deadline) return run
+      await sleep(50)
+    }
+  }
+
+  return {
+    events,
+    start,
+    resume,
+    retryIfAllowed,
+    abortLocal,
+
+    /** Validates args, records a queued run and starts it. */
+    async trigger(name: string, rawArgs: unknown, trigger: RunTrigger = 'manual'): Promise<Run> {
+      const job = jobOf(name)
+      const args = validateArgs(job.args, rawArgs)
+      if (!accepting) throw new Conflict('the server is shutting down; trigger the job on another instance')
+      const run = await runs.insertQueued({ job: job.name, trigger, args, maxAttempts: job.maxAttempts })
+      publish(run)
+      start(run)
+      return run
+    },
+
+    /**
+     * Cancels a queued run at once; a running one is aborted through its signal, here or on the
+     * instance running it (told through NOTIFY, and through its next heartbeat as a fallback).
+     */
+    async cancel(id: number): Promise<Run> {
+      const run = await runs.requestCancel(id)
+      if (!run) {
+        const existing = await runs.get(id)
+        if (!existing) throw new NotFound(`run ${id} does not exist`)
+        throw new Conflict(
+          `run ${id} already ended (${existing.state}); only queued or running runs can be cancelled`,
+        )
+      }
+      if (run.state === 'cancelled') {
+        publish(run)
+        return run
+      }
+      const reason = new RunAbort('cancelled', 'cancelled by request')
+      if (!abortLocal(id, reason)) await sql`select pg_notify(${CANCEL_CHANNEL}, ${String(id)})`
+      return (await waitUntilEnded(id, 3000)) ?? run
+    },
+
+    activeIds: () => [...active.keys()],
+
+    accepting: () => accepting,
+
+    /** Stops accepting work, lets running jobs finish for graceMs, then aborts them. */
+    async stop(graceMs: number): Promise<void> {
+      accepting = false
+      const finished = await settleWithin(inFlight, graceMs)
+      if (!finished) {
+        for (const controller of active.values()) {
+          controller.abort(new RunAbort('interrupted', 'the server shut down while the run was in progress'))
+        }
+        await settleWithin(inFlight, 5000)
+      }
+      // Aborted jobs clean up after themselves (child processes get SIGTERM, then SIGKILL after
+      // 10 s); wait for that so nothing they started outlives the process.
+      await settleWithin(bodies, 12_000)
+    },
+  }
+}
+
+export type Runner = ReturnType<typeof createRunner>
+
+/** True when every promise in the set settled within `ms`; the timer never outlives the wait. */
+async function settleWithin(set: Set<Promise<unknown>>, ms: number): Promise<boolean> {
+  if (set.size === 0) return true
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms)
+  })
+  try {
+    return await Promise.race([Promise.allSettled([...set]).then(() => true), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Settles with the job's promise, or rejects with the signal's reason as soon as it aborts. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    if (signal.aborted) onAbort()
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}
+
+function failure(err: unknown, signal: AbortSignal): Outcome {
+  const reason = signal.aborted ? signal.reason : err
+  if (reason instanceof RunAbort) {
+    return {
+      state: reason.code === 'cancelled' ? 'cancelled' : 'failed',
+      error: { code: reason.code, message: reason.message },
+    }
+  }
+  const error = reason instanceof Error ? reason : new Error(String(reason))
+  const { code, retryable } = error as Error & { code?: unknown; retryable?: unknown }
+  return {
+    state: 'failed',
+    final: retryable === false,
+    error: {
+      code: typeof code === 'string' ? code : 'error',
+      message: error.message.slice(0, 4000) || error.name,
+    },
+  }
+}
+
+/** A result must survive a JSON round trip to be stored; anything else is reported, not lost. */
+function toJson(result: unknown): JsonValue | null {
+  if (result === undefined) return null
+  try {
+    return JSON.parse(JSON.stringify(result)) as JsonValue
+  } catch (err) {
+    return { unserializableResult: String((err as Error).message) }
+  }
+}
+
+/** Recording an outcome must survive a short database outage: retry with backoff for ~60 s. */
+async function persist<T>(write: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await write()
+    } catch (err) {
+      if (attempt >= 7) throw err
+      await sleep(500 * 2 ** attempt)
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

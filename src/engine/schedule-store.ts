@@ -1,0 +1,166 @@
+// Schedules: stored in the database so edits persist and reach every instance. Validation (cron,
+// timezone, job, args) happens here, before anything is written.
+import type { Sql } from 'postgres'
+import type { AnyJob } from './job.js'
+import { validateArgs } from './args.js'
+import { CronError, type CronSchedule, parseCron } from './cron.js'
+import { Conflict, InvalidInput, NotFound } from '../lib/errors.js'
+
+export type Overlap = 'skip' | 'allow'
+export type CatchUp = 'none' | 'latest'
+
+export interface Schedule {
+  name: string
+  job: string
+  cron: string
+  timezone: string
+  args: Record<string, unknown>
+  enabled: boolean
+  overlap: Overlap
+  catchUp: CatchUp
+  createdAt: string
+  updatedAt: string
+}
+
+export interface ScheduleInput {
+  name: string
+  job: string
+  cron: string
+  timezone?: string
+  args?: Record<string, unknown>
+  enabled?: boolean
+  overlap?: Overlap
+  catchUp?: CatchUp
+}
+
+export type SchedulePatch = Partial<Omit<ScheduleInput, 'name' | 'job'>>
+
+/** DESIGN.md's seed table, plus run pruning. Each is created once, when its job is registered. */
+export const DEFAULT_SCHEDULES: ReadonlyArray<Omit<ScheduleInput, 'timezone'>> = [
+  { name: 'backup-hourly', cron: '0 * * * *', job: 'database-backup', args: { type: 'hourly' } },
+  { name: 'backup-daily', cron: '0 1 * * *', job: 'database-backup', args: { type: 'daily' } },
+  { name: 'template-sync', cron: '0 2 * * *', job: 'template-sync', args: { force: true } },
+  { name: 'cache-clear', cron: '0 3 * * *', job: 'cache-clear', args: {} },
+  { name: 'registry-sync', cron: '0 4 * * *', job: 'registry-sync', args: {} },
+  { name: 'template-embed', cron: '0 5 * * 0', job: 'template-embed', args: { missing: true } },
+  // Not in the seed: keeps job_runs bounded (RUNS_RETENTION_DAYS).
+  { name: 'prune-runs', cron: '30 0 * * *', job: 'prune-runs', args: {} },
+]
+
+type ScheduleRow = Omit<Schedule, 'createdAt' | 'updatedAt'> & { createdAt: Date; updatedAt: Date }
+
+const toSchedule = (row: ScheduleRow): Schedule => ({
+  ...row,
+  createdAt: row.createdAt.toISOString(),
+  updatedAt: row.updatedAt.toISOString(),
+})
+
+/** Parses a cron expression for a schedule, turning cron errors into 400s. */
+export function compileCron(cron: string, timezone: string): CronSchedule {
+  try {
+    return parseCron(cron, timezone)
+  } catch (err) {
+    if (err instanceof CronError) throw new InvalidInput(err.message)
+    throw err
+  }
+}
+
+export const SCHEDULE_CHANNEL = 'steward_schedules'
+
+export function createSchedulesService(sql: Sql, jobs: Map<string, AnyJob>, defaultTimezone: string) {
+  function jobOf(name: string): AnyJob {
+    const job = jobs.get(name)
+    if (!job)
+      throw new InvalidInput(`job "${name}" does not exist; known jobs: ${[...jobs.keys()].join(', ')}`)
+    return job
+  }
+
+  /** Tells every instance (this one included) that a schedule changed. */
+  async function notify(name: string): Promise<void> {
+    await sql`select pg_notify(${SCHEDULE_CHANNEL}, ${name})`
+  }
+
+  async function get(name: string): Promise<Schedule> {
+    const [row] = await sql<ScheduleRow[]>`select * from schedules where name = ${name}`
+    if (!row) throw new NotFound(`schedule "${name}" does not exist`)
+    return toSchedule(row)
+  }
+
+  return {
+    get,
+    notify,
+
+    async list(): Promise<Schedule[]> {
+      const rows = await sql<ScheduleRow[]>`select * from schedules order by name`
+      return rows.map(toSchedule)
+    },
+
+    async create(input: ScheduleInput): Promise<Schedule> {
+      const job = jobOf(input.job)
+      const timezone = input.timezone ?? defaultTimezone
+      compileCron(input.cron, timezone)
+      const args = validateArgs(job.args, input.args ?? {})
+      const rows = await sql<ScheduleRow[]>`
+        insert into schedules (name, job, cron, timezone, args, enabled, overlap, catch_up)
+        values (${input.name}, ${job.name}, ${input.cron.trim()}, ${timezone}, ${sql.json(args as never)},
+                ${input.enabled ?? true}, ${input.overlap ?? 'skip'}, ${input.catchUp ?? 'latest'})
+        on conflict (name) do nothing
+        returning *`
+      if (!rows[0]) throw new Conflict(`schedule "${input.name}" already exists; PATCH it instead`)
+      await notify(input.name)
+      return toSchedule(rows[0])
+    },
+
+    async update(name: string, patch: SchedulePatch): Promise<Schedule> {
+      const current = await get(name)
+      const next = { ...current, ...stripUndefined(patch) }
+      const job = jobOf(current.job)
+      compileCron(next.cron, next.timezone)
+      const args = validateArgs(job.args, next.args)
+      const [row] = await sql<ScheduleRow[]>`
+        update schedules set cron = ${next.cron.trim()}, timezone = ${next.timezone},
+          args = ${sql.json(args as never)}, enabled = ${next.enabled}, overlap = ${next.overlap},
+          catch_up = ${next.catchUp}, updated_at = now()
+        where name = ${name}
+        returning *`
+      if (!row) throw new NotFound(`schedule "${name}" does not exist`)
+      await notify(name)
+      return toSchedule(row)
+    },
+
+    async remove(name: string): Promise<void> {
+      const rows = await sql`delete from schedules where name = ${name} returning name`
+      if (rows.length === 0) throw new NotFound(`schedule "${name}" does not exist`)
+      await notify(name)
+    },
+
+    /**
+     * Creates each default schedule whose job is registered and that was never seeded before, so a
+     * schedule the operator deleted stays deleted. Safe for several instances starting at once.
+     */
+    async seedDefaults(): Promise<string[]> {
+      const seeded: string[] = []
+      for (const def of DEFAULT_SCHEDULES) {
+        if (!jobs.has(def.job)) continue
+        const created = await sql.begin(async (tx) => {
+          const [fresh] = await tx`
+            insert into schedule_seeds (name) values (${def.name}) on conflict do nothing returning name`
+          if (!fresh) return false
+          await tx`
+            insert into schedules (name, job, cron, timezone, args)
+            values (${def.name}, ${def.job}, ${def.cron}, ${defaultTimezone}, ${tx.json((def.args ?? {}) as never)})
+            on conflict (name) do nothing`
+          return true
+        })
+        if (created) seeded.push(def.name)
+      }
+      return seeded
+    },
+  }
+}
+
+function stripUndefined<T extends object>(patch: T): Partial<T> {
+  return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+export type SchedulesService = ReturnType<typeof createSchedulesService>

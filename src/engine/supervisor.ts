@@ -1,0 +1,139 @@
+// The supervisor keeps runs honest across instances: it heartbeats this process's running runs,
+// takes due queued runs (retries, and runs whose starter died before starting them), fails runs
+// whose instance stopped heartbeating (then retries them), and relays cancel requests made on
+// other instances. Every loop survives errors and database outages and carries on.
+import type { FastifyBaseLogger } from 'fastify'
+import type { Sql } from 'postgres'
+import type { Config } from '../config.js'
+import { CANCEL_CHANNEL, RunAbort, type Runner } from './runner.js'
+import type { RunsService } from './run-store.js'
+
+export interface SupervisorDeps {
+  sql: Sql
+  runs: RunsService
+  runner: Runner
+  config: Config
+  log: FastifyBaseLogger
+}
+
+/** At most this many runs are taken from the queue per poll, so one instance cannot hog a burst. */
+const CLAIM_BATCH = 20
+
+export function createSupervisor({ sql, runs, runner, config, log }: SupervisorDeps) {
+  const timers: NodeJS.Timeout[] = []
+  const wakeups = new Set<NodeJS.Timeout>()
+  let unlisten: (() => Promise<void>) | undefined
+  let polling: Promise<void> | undefined
+  let stopped = false
+  /**
+   * Since when the database has answered without interruption. Nobody can heartbeat during an
+   * outage, so right after one every heartbeat looks stale: rescue only once live instances have
+   * had a full stale interval to report in.
+   */
+  let reachableSince: number | undefined
+
+  const reachable = () => {
+    reachableSince ??= Date.now()
+  }
+  const unreachable = (err: unknown, what: string) => {
+    reachableSince = undefined
+    log.warn({ err }, `${what} failed; will retry`)
+  }
+
+  async function heartbeat(): Promise<void> {
+    const ids = runner.activeIds()
+    if (ids.length === 0) return
+    try {
+      const { alive, cancel } = await runs.heartbeat(ids, config.instanceId)
+      reachable()
+      for (const id of cancel) runner.abortLocal(id, new RunAbort('cancelled', 'cancelled by request'))
+      for (const id of ids.filter((i) => !alive.includes(i))) {
+        runner.abortLocal(id, new RunAbort('interrupted', 'the run was taken over after missed heartbeats'))
+      }
+    } catch (err) {
+      unreachable(err, 'heartbeat')
+    }
+  }
+
+  async function pollOnce(): Promise<void> {
+    if (stopped) return
+    try {
+      if (runner.accepting()) {
+        for (let i = 0; i < CLAIM_BATCH; i++) {
+          const run = await runs.claimDue(config.instanceId)
+          if (!run) break
+          runner.resume(run)
+        }
+      }
+      reachable()
+      if (Date.now() - (reachableSince ?? Date.now()) >= config.runStaleMs) await rescue()
+    } catch (err) {
+      unreachable(err, 'polling for due runs')
+    }
+  }
+
+  async function rescue(): Promise<void> {
+    for (const run of await runs.failAbandoned(config.runStaleMs)) {
+      log.warn({ runId: run.id, job: run.job, instance: run.instance }, 'abandoned run failed')
+      runner.events.emit('run', run)
+      await runner.retryIfAllowed(run)
+    }
+  }
+
+  /** One poll at a time; a poll requested meanwhile is covered by the next tick. */
+  function poll(): Promise<void> {
+    polling ??= pollOnce().finally(() => {
+      polling = undefined
+    })
+    return polling
+  }
+
+  /** A retry queued here is taken as soon as it is due, not at the next tick. */
+  function wakeAt(runAfter: string | null): void {
+    if (!runAfter || stopped) return
+    const timer = setTimeout(
+      () => {
+        wakeups.delete(timer)
+        void poll()
+      },
+      Math.max(0, Date.parse(runAfter) - Date.now()) + 20,
+    )
+    wakeups.add(timer)
+  }
+
+  const onRun = (run: { state: string; runAfter: string | null }) => {
+    if (run.state === 'queued') wakeAt(run.runAfter)
+  }
+
+  return {
+    poll,
+
+    async start(): Promise<void> {
+      stopped = false
+      runner.events.on('run', onRun)
+      const subscription = await sql.listen(CANCEL_CHANNEL, (payload) => {
+        runner.abortLocal(Number(payload), new RunAbort('cancelled', 'cancelled by request'))
+      })
+      unlisten = subscription.unlisten
+      timers.push(setInterval(() => void heartbeat(), config.runHeartbeatMs))
+      timers.push(setInterval(() => void poll(), config.runPollMs))
+      for (const timer of timers) timer.unref()
+      void poll()
+    },
+
+    async stop(): Promise<void> {
+      stopped = true
+      runner.events.off('run', onRun)
+      for (const timer of [...timers, ...wakeups]) clearTimeout(timer)
+      timers.length = 0
+      wakeups.clear()
+      await polling
+      await unlisten?.().catch(() => {})
+    },
+
+    /** Keeps heartbeating while running jobs finish during shutdown. */
+    heartbeat,
+  }
+}
+
+export type Supervisor = ReturnType<typeof createSupervisor>

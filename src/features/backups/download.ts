@@ -1,0 +1,96 @@
+// Serving a backup file: opening it by its row (never by a path from the request), and the HTTP
+// details of a download as plain functions: single byte ranges, ETag matching, the headers.
+import fs from 'node:fs/promises'
+import { type BackupFormat, EXTENSIONS, PathEscape, resolveInside } from './files.js'
+import type { StoredBackup } from './store.js'
+import { Conflict, NotFound } from '../../lib/errors.js'
+
+export interface OpenBackup {
+  handle: fs.FileHandle
+  size: number
+}
+
+/**
+ * Opens a backup's file. The size must still be the recorded one: ETag and Content-Length promise
+ * the bytes that were checksummed, and a file that changed since is not served as if it were.
+ */
+export async function openBackupFile(backupDir: string, backup: StoredBackup): Promise<OpenBackup> {
+  let handle: fs.FileHandle
+  try {
+    handle = await fs.open(await resolveInside(backupDir, backup.file), 'r')
+  } catch (err) {
+    if (err instanceof PathEscape) throw new Conflict(`backup ${backup.id}: ${err.message}; it is not served`)
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new NotFound(`the file of backup ${backup.id} (${backup.file}) is missing from BACKUP_DIR`)
+    }
+    throw err
+  }
+  const stat = await handle.stat()
+  if (!stat.isFile() || stat.size !== backup.bytes) {
+    await handle.close()
+    throw new Conflict(
+      `the file of backup ${backup.id} has ${stat.size} bytes on disk but ${backup.bytes} were recorded; ` +
+        'verify or delete it',
+    )
+  }
+  return { handle, size: stat.size }
+}
+
+export type RangeRequest =
+  | { kind: 'full' }
+  | { kind: 'partial'; start: number; end: number }
+  | { kind: 'unsatisfiable' }
+
+const SINGLE_RANGE = /^bytes=(\d*)-(\d*)$/
+
+/**
+ * A single `bytes=` range (RFC 9110 14.1.2): `a-b`, `a-` or `-n` (the last n bytes). Anything else,
+ * including several ranges, is answered with the whole file, which the RFC allows.
+ */
+export function parseRange(header: string | undefined, size: number): RangeRequest {
+  const match = header ? SINGLE_RANGE.exec(header.replace(/\s+/g, '')) : null
+  if (!match) return { kind: 'full' }
+  const [, first = '', last = ''] = match
+  if (first === '' && last === '') return { kind: 'full' }
+  if (first === '') {
+    const suffix = Number(last)
+    if (suffix === 0 || size === 0) return { kind: 'unsatisfiable' }
+    return { kind: 'partial', start: Math.max(0, size - suffix), end: size - 1 }
+  }
+  const start = Number(first)
+  const end = last === '' ? size - 1 : Number(last)
+  if (start >= size) return { kind: 'unsatisfiable' }
+  if (end < start) return { kind: 'full' }
+  return { kind: 'partial', start, end: Math.min(end, size - 1) }
+}
+
+export const etagOf = (backup: StoredBackup) => `"${backup.sha256}"`
+
+/** If-None-Match: `*` or a list of tags, weak or strong (weak comparison, as RFC 9110 says). */
+export function noneMatch(header: string | undefined, etag: string): boolean {
+  if (!header) return false
+  if (header.trim() === '*') return true
+  return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag)
+}
+
+/** If-Range: the range applies only while the file is still the one the client has part of. */
+export function rangeStillValid(ifRange: string | undefined, etag: string): boolean {
+  return ifRange === undefined || ifRange.trim() === etag
+}
+
+const CONTENT_TYPES: Record<BackupFormat, string> = {
+  plain: 'application/sql',
+  gzip: 'application/gzip',
+  custom: 'application/octet-stream',
+}
+
+export const contentTypeOf = (backup: StoredBackup) => CONTENT_TYPES[backup.format]
+
+/** attachment; filename="<db>-<YYYYMMDD_HHMMSS>.sql", with an RFC 5987 form for non-ASCII names. */
+export function contentDisposition(backup: StoredBackup): string {
+  const stamp = /backup_(\d{8}_\d{6})/.exec(backup.setDir)?.[1] ?? String(backup.id)
+  const name = `${backup.database}-${stamp}${EXTENSIONS[backup.format]}`
+  const ascii = name.replace(/[^\x20-\x7e]|["\\/;%]/g, '_')
+  if (ascii === name) return `attachment; filename="${name}"`
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`
+}

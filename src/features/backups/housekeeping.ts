@@ -1,0 +1,121 @@
+// Housekeeping for what interrupted work leaves behind: temporary files of crashed backup runs,
+// empty set directories, finished files that never got their row (reported, never deleted), and
+// scratch databases of interrupted restore checks. Run at start-up and after each successful set.
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Sql } from 'postgres'
+import type { Config } from '../../config.js'
+import { KINDS, SET_NAME, TEMP_NAME } from './files.js'
+import { SCRATCH_PREFIX, scratchCreatedAt } from './verify.js'
+
+export interface SweepReport {
+  removedTemp: string[]
+  removedEmptyDirs: string[]
+  /** Finished files with no row (a crash between rename and insert): reported, never deleted. */
+  unrecorded: string[]
+}
+
+export interface SweepOptions {
+  /** Run ids whose temporary files must stay (runs still in progress somewhere). */
+  liveRuns: Set<string>
+  recorded: Set<string>
+  /** Empty set directories are removed only when no backup is in progress anywhere. */
+  removeEmptyDirs: boolean
+}
+
+/** Removes what crashed runs left behind in BACKUP_DIR/<kind>/backup_*. */
+async function sweepFiles(backupDir: string, options: SweepOptions): Promise<SweepReport> {
+  const report: SweepReport = { removedTemp: [], removedEmptyDirs: [], unrecorded: [] }
+  for (const kind of KINDS) {
+    for (const set of await readDir(path.join(backupDir, kind))) {
+      if (!set.isDirectory() || !SET_NAME.test(set.name)) continue
+      const setDir = path.join(backupDir, kind, set.name)
+      const entries = await readDir(setDir)
+      for (const entry of entries) {
+        const relative = `${kind}/${set.name}/${entry.name}`
+        const temp = TEMP_NAME.exec(entry.name)
+        if (temp && !options.liveRuns.has(temp[2] as string)) {
+          await fs.rm(path.join(setDir, entry.name), { force: true })
+          report.removedTemp.push(relative)
+        } else if (!temp && !options.recorded.has(relative)) {
+          report.unrecorded.push(relative)
+        }
+      }
+      if (options.removeEmptyDirs && (await readDir(setDir)).length === 0) {
+        await fs.rmdir(setDir).catch(() => {})
+        report.removedEmptyDirs.push(`${kind}/${set.name}`)
+      }
+    }
+  }
+  return report
+}
+
+async function readDir(dir: string) {
+  try {
+    return await fs.readdir(dir, { withFileTypes: true })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+    throw err
+  }
+}
+
+/**
+ * Drops scratch databases of restore checks that were interrupted (a crash) hours ago. Without
+ * FORCE: a database someone is connected to is a check still running, and stays.
+ */
+export async function dropStaleScratchDatabases(
+  sql: Sql,
+  log: FastifyBaseLogger,
+  maxAgeMs = 6 * 3600_000,
+): Promise<string[]> {
+  const rows = await sql<{ datname: string }[]>`
+    select datname from pg_database where left(datname, ${SCRATCH_PREFIX.length}) = ${SCRATCH_PREFIX}`
+  const stale = rows
+    .map((r) => r.datname)
+    .filter((name) => Date.now() - (scratchCreatedAt(name)?.getTime() ?? Date.now()) > maxAgeMs)
+  const dropped: string[] = []
+  for (const name of stale) {
+    await sql`drop database if exists ${sql(name)}`.then(
+      () => dropped.push(name),
+      (err) => log.warn({ err, database: name }, 'scratch database still in use; left alone'),
+    )
+  }
+  if (dropped.length > 0) log.info({ dropped }, 'dropped scratch databases of interrupted restore checks')
+  return dropped
+}
+
+/**
+ * Removes temporary files of runs that are no longer running and empty set directories, and
+ * reports finished files without a row. Runs count as alive while their heartbeat is fresh, so
+ * an instance starting up never removes the file another instance is writing.
+ */
+export async function sweepBackupDir(
+  sql: Sql,
+  config: Config,
+  log: FastifyBaseLogger,
+  exceptRun?: string,
+): Promise<SweepReport> {
+  const live = await sql<{ id: string }[]>`
+    select id from job_runs
+    where job = 'database-backup' and state = 'running'
+      and coalesce(heartbeat_at, started_at) > now() - ${config.runStaleMs} * interval '1 millisecond'`
+  const liveRuns = new Set(live.map((r) => r.id))
+  const recorded = await sql<{ file: string }[]>`select file from backups`
+  const others = [...liveRuns].filter((id) => id !== exceptRun)
+  const report = await sweepFiles(config.backupDir, {
+    liveRuns,
+    recorded: new Set(recorded.map((r) => r.file)),
+    removeEmptyDirs: others.length === 0,
+  })
+  if (report.removedTemp.length > 0 || report.removedEmptyDirs.length > 0) {
+    log.info(report, 'removed what interrupted backups left in BACKUP_DIR')
+  }
+  if (report.unrecorded.length > 0) {
+    log.warn(
+      { unrecorded: report.unrecorded.slice(0, 20), count: report.unrecorded.length },
+      'BACKUP_DIR holds finished files without a row (a backup interrupted after writing); not deleted',
+    )
+  }
+  return report
+}

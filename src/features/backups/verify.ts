@@ -1,0 +1,214 @@
+// Restore check: is the file intact (size and sha256 as recorded), does it restore with the standard
+// client (psql, or pg_restore for custom archives) into a scratch database that is always dropped
+// afterwards, and does that database hold the tables and row counts the dump itself declares?
+import { createHash, randomBytes } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { pipeline } from 'node:stream/promises'
+import { createGunzip } from 'node:zlib'
+import postgres, { type Sql } from 'postgres'
+import type { Config } from '../../config.js'
+import { compareContents, countTables, readDumpContents, type TableCounts } from './contents.js'
+import { resolveInside } from './files.js'
+import { runTool, startTool, toolFailure } from './process.js'
+import {
+  BackupError,
+  connectionEnv,
+  locateTool,
+  parseDatabaseUrl,
+  serverVersion,
+  type Tool,
+} from './tools.js'
+import type { StoredBackup } from './store.js'
+
+export interface VerifyDeps {
+  sql: Sql
+  config: Config
+  signal: AbortSignal
+}
+
+export interface VerifyResult {
+  ok: boolean
+  /** ok, mismatch, or missing (no file). */
+  checksum: 'ok' | 'mismatch' | 'missing'
+  restoredWith?: 'psql' | 'pg_restore'
+  tables?: number
+  rows?: number
+  missingTables?: string[]
+  extraTables?: string[]
+  countMismatches?: Array<{ table: string; dump: number; restored: number }>
+  error?: { code: string; message: string }
+  durationMs: number
+}
+
+/** The check could not be carried out here (no client tools, no right to create a database). */
+export class VerifyUnavailable extends BackupError {}
+
+async function hashFile(file: string, signal: AbortSignal) {
+  const hash = createHash('sha256')
+  let bytes = 0
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+    signal.throwIfAborted()
+    hash.update(chunk)
+    bytes += chunk.length
+  }
+  return { sha256: hash.digest('hex'), bytes }
+}
+
+interface Tools {
+  psql: Tool
+  pgRestore: Tool
+}
+
+async function locateTools(deps: VerifyDeps): Promise<Tools> {
+  try {
+    const server = await serverVersion(deps.sql)
+    const options = { binDir: deps.config.backupPgBinDir }
+    return {
+      psql: await locateTool('psql', server, options),
+      pgRestore: await locateTool('pg_restore', server, options),
+    }
+  } catch (err) {
+    if (err instanceof BackupError) throw new VerifyUnavailable(err.code, err.message)
+    throw err
+  }
+}
+
+/** The dump as SQL text: the file itself, gunzipped, or pg_restore's script of a custom archive. */
+async function expectedContents(backup: StoredBackup, file: string, tools: Tools, deps: VerifyDeps) {
+  if (backup.format !== 'custom') {
+    const script = createReadStream(file)
+    const text = backup.format === 'gzip' ? script.pipe(createGunzip()) : script
+    return await readDumpContents(text).catch((err: Error) => {
+      throw new BackupError('unreadable', `could not read ${backup.file}: ${err.message}`)
+    })
+  }
+  // Without --dbname pg_restore connects nowhere: it writes the archive out as a SQL script.
+  const proc = startTool(tools.pgRestore, ['--file=-', file], { env: {}, signal: deps.signal })
+  const [contents, exit] = await Promise.all([readDumpContents(proc.stdout), proc.exited])
+  deps.signal.throwIfAborted()
+  const failure = toolFailure(tools.pgRestore, exit)
+  if (failure) throw new BackupError('unreadable', failure.message)
+  return contents
+}
+
+async function restore(
+  backup: StoredBackup,
+  file: string,
+  tools: Tools,
+  env: NodeJS.ProcessEnv,
+  deps: VerifyDeps,
+) {
+  try {
+    await restoreWithClient(backup, file, tools, env, deps.signal)
+  } catch (err) {
+    if (err instanceof BackupError && err.code === 'exit_code')
+      throw new BackupError('restore_failed', err.message)
+    throw err
+  }
+}
+
+async function restoreWithClient(
+  backup: StoredBackup,
+  file: string,
+  tools: Tools,
+  env: NodeJS.ProcessEnv,
+  signal: AbortSignal,
+) {
+  if (backup.format === 'custom') {
+    const args = ['--no-password', '--exit-on-error', '--single-transaction', '--no-owner', '--no-privileges']
+    await runTool(tools.pgRestore, [...args, `--dbname=${env.PGDATABASE}`, file], { env, signal })
+    return
+  }
+  const psqlArgs = ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '--single-transaction']
+  if (backup.format === 'plain') {
+    await runTool(tools.psql, [...psqlArgs, `--file=${file}`], { env, signal })
+    return
+  }
+  const proc = startTool(tools.psql, [...psqlArgs, '--file=-'], { env, signal, stdin: 'pipe' })
+  proc.stdout.resume()
+  const feed = pipeline(createReadStream(file), createGunzip(), proc.stdin as NodeJS.WritableStream).catch(
+    (err: unknown) => err,
+  )
+  const [exit, fed] = await Promise.all([proc.exited, feed])
+  signal.throwIfAborted()
+  const failure = toolFailure(tools.psql, exit)
+  if (failure) throw failure
+  if (fed instanceof Error)
+    throw new BackupError('unreadable', `could not decompress ${backup.file}: ${fed.message}`)
+}
+
+async function countIn(databaseUrl: string, database: string): Promise<TableCounts> {
+  const scratch = postgres(databaseUrl, { database, max: 1, onnotice: () => {}, connect_timeout: 10 })
+  try {
+    return await countTables(scratch)
+  } finally {
+    await scratch.end({ timeout: 5 })
+  }
+}
+
+export const SCRATCH_PREFIX = 'steward_verify_'
+
+/** steward_verify_<unix seconds>_<backup id>_<random>: the age lets a later start-up drop leftovers. */
+export function scratchName(id: number, now = new Date()): string {
+  return `${SCRATCH_PREFIX}${Math.floor(now.getTime() / 1000)}_${id}_${randomBytes(4).toString('hex')}`
+}
+
+export function scratchCreatedAt(name: string): Date | null {
+  const match = /^steward_verify_(\d+)_\d+_[0-9a-f]+$/.exec(name)
+  return match ? new Date(Number(match[1]) * 1000) : null
+}
+
+async function withScratchDatabase<T>(
+  deps: VerifyDeps,
+  id: number,
+  work: (name: string) => Promise<T>,
+): Promise<T> {
+  const { sql } = deps
+  const name = scratchName(id)
+  try {
+    // template0: a restore must start from an empty database, whatever was added to template1.
+    await sql`create database ${sql(name)} template template0`
+  } catch (err) {
+    throw new VerifyUnavailable(
+      'scratch_database',
+      `cannot create a scratch database: ${(err as Error).message}`,
+    )
+  }
+  try {
+    return await work(name)
+  } finally {
+    await sql`drop database if exists ${sql(name)} with (force)`
+  }
+}
+
+export async function verifyBackup(deps: VerifyDeps, backup: StoredBackup): Promise<VerifyResult> {
+  const started = Date.now()
+  const done = (result: Omit<VerifyResult, 'durationMs'>): VerifyResult => ({
+    ...result,
+    durationMs: Date.now() - started,
+  })
+  const file = await resolveInside(deps.config.backupDir, backup.file).catch(() => null)
+  if (!file) {
+    const error = { code: 'file_missing', message: `${backup.file} is not in BACKUP_DIR` }
+    return done({ ok: false, checksum: 'missing', error })
+  }
+  const actual = await hashFile(file, deps.signal)
+  if (actual.sha256 !== backup.sha256 || actual.bytes !== backup.bytes) {
+    const message = `file has ${actual.bytes} bytes, sha256 ${actual.sha256}; recorded ${backup.bytes} bytes, sha256 ${backup.sha256}`
+    return done({ ok: false, checksum: 'mismatch', error: { code: 'checksum_mismatch', message } })
+  }
+  const tools = await locateTools(deps)
+  const restoredWith = backup.format === 'custom' ? 'pg_restore' : 'psql'
+  try {
+    const expected = await expectedContents(backup, file, tools, deps)
+    const conn = parseDatabaseUrl(deps.config.databaseUrl as string)
+    return await withScratchDatabase(deps, backup.id, async (scratch) => {
+      await restore(backup, file, tools, connectionEnv(conn, scratch), deps)
+      const restored = await countIn(deps.config.databaseUrl as string, scratch)
+      return done({ checksum: 'ok', restoredWith, ...compareContents(expected, restored) })
+    })
+  } catch (err) {
+    if (deps.signal.aborted || err instanceof VerifyUnavailable || !(err instanceof BackupError)) throw err
+    return done({ ok: false, checksum: 'ok', restoredWith, error: { code: err.code, message: err.message } })
+  }
+}

@@ -1,0 +1,67 @@
+// registry-sync: the seed's `mix registry.sync`. Analyses REGISTRY_SOURCE_DIR (architecture,
+// quality, dependencies) and job_runs (performance trends) and stores one snapshot per run in
+// registry_snapshots, with what changed since the previous snapshot of the same directory.
+import fs from 'node:fs/promises'
+import { Type } from 'typebox'
+import { createRegistryService } from './store.js'
+import { analyzeTree } from './analyze.js'
+import { diffSnapshots, diffSummary } from './diff.js'
+import { jobTrends } from './trends.js'
+import { defineJob } from '../../engine/job.js'
+
+export const registrySync = defineJob({
+  name: 'registry-sync',
+  description:
+    'Snapshots REGISTRY_SOURCE_DIR (modules, import edges and cycles, lines per language, dependencies) ' +
+    'and per-job run trends into registry_snapshots, with the diff from the previous snapshot.',
+  // The directory is configuration, not an argument: a trigger must not point the job at any path.
+  args: Type.Object(
+    {
+      trends: Type.Optional(
+        Type.Boolean({ description: 'Compute per-job run trends from job_runs (default true).' }),
+      ),
+    },
+    { additionalProperties: false },
+  ),
+  timeoutMs: 30 * 60_000,
+  maxAttempts: 2,
+  async run({ args, sql, signal, config, log, runId }) {
+    const sourceDir = config.registrySourceDir
+    const stat = await fs.stat(sourceDir).catch(() => null)
+    if (!stat?.isDirectory()) throw new Error(`REGISTRY_SOURCE_DIR ${sourceDir} is not a directory`)
+    const started = Date.now()
+    const analysis = await analyzeTree(sourceDir, signal)
+    const trends = args.trends === false ? [] : await jobTrends(sql)
+    signal.throwIfAborted()
+
+    const registry = createRegistryService(sql)
+    const previous = await registry.previous(sourceDir)
+    const diff = previous ? diffSnapshots(previous.id, previous, analysis) : null
+    const summary = {
+      files: analysis.files,
+      lines: analysis.lines,
+      skipped: analysis.skipped,
+      modules: analysis.architecture.modules.length,
+      edges: analysis.architecture.edges.length,
+      cycles: analysis.architecture.cycles.length,
+      dependencies: analysis.dependencies.length,
+      todoCount: analysis.quality.todoCount,
+      testRatio: analysis.quality.testRatio,
+      analysisMs: Date.now() - started,
+      diff: diffSummary(diff),
+    }
+    const snapshotId = await registry.insert({
+      runId: Number(runId),
+      sourceDir,
+      summary,
+      architecture: analysis.architecture,
+      quality: analysis.quality,
+      dependencies: analysis.dependencies,
+      trends: { jobs: trends },
+      diff,
+      inventory: analysis.inventory,
+    })
+    log.info({ snapshotId, files: summary.files, cycles: summary.cycles }, 'registry snapshot stored')
+    return { snapshotId, sourceDir, ...summary }
+  },
+})

@@ -1,0 +1,80 @@
+// Templates: what template-sync stored, one with its text, and search by embedding similarity.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { errors, IdParams, Limit, ListQuery, Nullable, Page } from '../../lib/schemas.js'
+import { SearchHit, TemplateRef, TemplateSummaryRef } from './schemas.js'
+import { createEmbedder } from './embeddings/index.js'
+import { createTemplatesService } from './store.js'
+import { searchTemplates } from './search.js'
+
+const TemplateQuery = ListQuery({})
+
+const SearchQuery = Type.Object(
+  {
+    q: Type.String({ minLength: 1, maxLength: 500, description: 'Text to find similar templates to.' }),
+    limit: Type.Optional({ ...Limit, default: 10, description: 'Hits (1-500).' }),
+  },
+  { additionalProperties: false },
+)
+
+const SearchReply = Type.Object({
+  items: Type.Array(SearchHit),
+  nextCursor: Nullable(Type.String({ description: 'Always null: search answers one page.' })),
+  model: Type.String({ description: 'Only templates embedded with this model are ranked.' }),
+})
+
+const templates: FastifyPluginAsyncTypebox = async (app) => {
+  // Made on first use: the OpenAPI generator builds these routes without a database.
+  const service = () => createTemplatesService(app.sql)
+
+  app.get(
+    '/templates',
+    {
+      schema: {
+        tags: ['templates'],
+        summary: 'List templates, in id order',
+        querystring: TemplateQuery,
+        response: { 200: Page(TemplateSummaryRef), ...errors(400) },
+      },
+    },
+    async (request) => await service().list(request.query.limit ?? 50, request.query.cursor),
+  )
+
+  // A static segment: find-my-way matches it before the parametric /:id route.
+  app.get(
+    '/templates/search',
+    {
+      schema: {
+        tags: ['templates'],
+        summary: 'Templates most similar to a text',
+        description:
+          'Embeds q with the configured provider and ranks embedded templates by cosine similarity. ' +
+          'Templates not yet embedded (template-embed) are not found.',
+        querystring: SearchQuery,
+        response: { 200: SearchReply, ...errors(400, 502) },
+      },
+    },
+    async (request) => {
+      const { q, limit = 10 } = request.query
+      return await searchTemplates(service(), createEmbedder(app.config), q, limit)
+    },
+  )
+
+  app.get(
+    '/templates/:id',
+    {
+      schema: {
+        tags: ['templates'],
+        summary: 'One template, with its text',
+        params: IdParams,
+        response: { 200: TemplateRef, ...errors(400, 404) },
+      },
+    },
+    async (request, reply) => {
+      const template = await service().get(request.params.id)
+      return template ?? reply.notFound(`template ${request.params.id} does not exist`)
+    },
+  )
+}
+
+export default templates

@@ -1,0 +1,84 @@
+// Makes the templates table match TEMPLATES_DIR: insert new files, update changed ones (by sha256),
+// delete rows whose file is gone, and leave the rest untouched unless forced. All writes happen in
+// one transaction, so a failure leaves the table exactly as it was.
+import type { Sql, TransactionSql } from 'postgres'
+import type { JsonValue } from '../../engine/job.js'
+import { type FileWarning, findTemplateFiles, type ParsedTemplate, readTemplate } from './files.js'
+
+export interface SyncResult {
+  added: number
+  updated: number
+  unchanged: number
+  removed: number
+  warnings: FileWarning[]
+}
+
+interface ExistingRow {
+  id: string
+  path: string
+  sha256: string
+}
+
+// Any constant shared by every Steward process: two syncs at once would race on the same paths.
+const SYNC_LOCK = 0x74706c73
+
+/** Reads every file first (no transaction held open during I/O), then writes in one transaction. */
+export async function syncTemplates(
+  sql: Sql,
+  root: string,
+  options: { force: boolean; signal: AbortSignal },
+): Promise<SyncResult> {
+  const { parsed, warnings } = await readAll(root, options.signal)
+  // A file that exists but cannot be parsed keeps its row: a bad edit should not delete a template.
+  const present = new Set([...parsed.map((t) => t.path), ...warnings.map((w) => w.path)])
+  const counts = await sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(${SYNC_LOCK})`
+    const rows = await tx<ExistingRow[]>`select id, path, sha256 from templates`
+    const existing = new Map(rows.map((r) => [r.path, r]))
+    const result = { added: 0, updated: 0, unchanged: 0, removed: 0 }
+    for (const template of parsed) {
+      options.signal.throwIfAborted()
+      const row = existing.get(template.path)
+      if (!row) {
+        await insert(tx, template)
+        result.added += 1
+      } else if (options.force || row.sha256 !== template.sha256) {
+        await update(tx, row.id, template)
+        result.updated += 1
+      } else result.unchanged += 1
+    }
+    const gone = rows.filter((r) => !present.has(r.path)).map((r) => r.id)
+    if (gone.length > 0) await tx`delete from templates where id in ${tx(gone)}`
+    result.removed = gone.length
+    return result
+  })
+  return { ...counts, warnings }
+}
+
+async function readAll(root: string, signal: AbortSignal) {
+  const parsed: ParsedTemplate[] = []
+  const warnings: FileWarning[] = []
+  for (const file of await findTemplateFiles(root, signal)) {
+    signal.throwIfAborted()
+    const template = await readTemplate(root, file).catch((err: Error) => `unreadable: ${err.message}`)
+    if (typeof template === 'string') warnings.push({ path: file, reason: template })
+    else parsed.push(template)
+  }
+  return { parsed, warnings }
+}
+
+const json = (tx: TransactionSql, value: Record<string, unknown>) => tx.json(value as JsonValue)
+
+async function insert(tx: TransactionSql, t: ParsedTemplate): Promise<void> {
+  await tx`
+    insert into templates (path, name, format, metadata, body, sha256)
+    values (${t.path}, ${t.name}, ${t.format}, ${json(tx, t.metadata)}, ${t.body}, ${t.sha256})`
+}
+
+async function update(tx: TransactionSql, id: string, t: ParsedTemplate): Promise<void> {
+  await tx`
+    update templates
+    set name = ${t.name}, format = ${t.format}, metadata = ${json(tx, t.metadata)}, body = ${t.body},
+        sha256 = ${t.sha256}, updated_at = now(), synced_at = now()
+    where id = ${id}`
+}

@@ -1,0 +1,211 @@
+// Prometheus metrics, one private registry per app (tests build several apps in one process).
+//
+// Several instances share one database and behave as one, so what describes the cluster is read
+// from the database at scrape time, with queries whose cost does not grow with job_runs (which may
+// hold millions of rows):
+// - runs by job and state: `job_run_totals`, a counter table kept by statement triggers on job_runs
+//   (migration 0007). Counting job_runs per scrape would read the whole table; counting a recent
+//   window would be cheap but is a gauge that jumps as runs leave the window, and no window suits
+//   both an hourly and a weekly job. Totals are exact, agree on every instance, cost one upsert per
+//   statement that changes runs, and are true counters (pruning does not lower them), so
+//   `increase(steward_runs_total{state="failed"}[1h])` works;
+// - queued and running: the few unfinished rows, through the (state, id) index;
+// - last success and health per schedule: two probes per schedule of job_runs_schedule_outcome;
+// - backups: the backups table, which retention keeps small.
+// The run duration histogram is per process, observed from this process's runner: Prometheus sums
+// the instances' histograms.
+import type { FastifyBaseLogger } from 'fastify'
+import type { Sql } from 'postgres'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { AnyJob } from '../engine/job.js'
+import { parseCron } from '../engine/cron.js'
+import type { Runner } from '../engine/runner.js'
+import type { Run } from '../engine/run-store.js'
+import { HEALTH_STATES, type ScheduleHealth } from './schedule-health.js'
+import type { SchedulesService } from '../engine/schedule-store.js'
+
+export interface MetricsDeps {
+  sql: Sql
+  schedules: SchedulesService
+  health: ScheduleHealth
+  runner: Runner
+  jobs: Map<string, AnyJob>
+  instanceId: string
+  log: FastifyBaseLogger
+}
+
+const seconds = (d: Date) => d.getTime() / 1000
+
+export function createMetrics({ sql, schedules, health, runner, jobs, instanceId, log }: MetricsDeps) {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const registers = [registry]
+
+  const runsTotal = new Counter({
+    name: 'steward_runs_total',
+    help: 'Runs that reached each state, per job, cluster-wide (a run counts once in each state it passed through)',
+    labelNames: ['job', 'state'],
+    registers,
+  })
+  const running = new Gauge({
+    name: 'steward_runs_running',
+    help: 'Runs executing now, cluster-wide',
+    labelNames: ['job'],
+    registers,
+  })
+  const queued = new Gauge({
+    name: 'steward_runs_queued',
+    help: 'Runs waiting to start (retries waiting for their delay included), cluster-wide',
+    labelNames: ['job'],
+    registers,
+  })
+  const duration = new Histogram({
+    name: 'steward_run_duration_seconds',
+    help: 'Duration of the runs this instance executed',
+    labelNames: ['job'],
+    buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600],
+    registers,
+  })
+  const lastSuccess = new Gauge({
+    name: 'steward_schedule_last_success_timestamp_seconds',
+    help: 'When the newest successful run of each schedule finished (absent: never)',
+    labelNames: ['schedule'],
+    registers,
+  })
+  const nextFire = new Gauge({
+    name: 'steward_schedule_next_fire_timestamp_seconds',
+    help: 'Next fire time of each enabled schedule',
+    labelNames: ['schedule'],
+    registers,
+  })
+  const scheduleHealth = new Gauge({
+    name: 'steward_schedule_health',
+    help: 'Health of each schedule: 1 for its current state (ok, late or failing), 0 for the others',
+    labelNames: ['schedule', 'health'],
+    registers,
+  })
+  const backupBytes = new Gauge({
+    name: 'steward_backup_newest_bytes',
+    help: 'Size of the newest backup file of each database',
+    labelNames: ['database'],
+    registers,
+  })
+  const backupAge = new Gauge({
+    name: 'steward_backup_newest_age_seconds',
+    help: 'Age of the newest backup file of each database',
+    labelNames: ['database'],
+    registers,
+  })
+  const backupStored = new Gauge({
+    name: 'steward_backup_stored_bytes',
+    help: 'Bytes of all recorded backup files of each database',
+    labelNames: ['database'],
+    registers,
+  })
+  const databaseUp = new Gauge({
+    name: 'steward_metrics_database_up',
+    help: '1 when the last scrape could read the cluster-wide metrics from the database',
+    registers,
+  })
+  const clusterMetrics = [runsTotal, running, queued, lastSuccess, nextFire, scheduleHealth]
+  const backupMetrics = [backupBytes, backupAge, backupStored]
+
+  const observe = (run: Run) => {
+    // Only runs executed here: another instance's runs (rescued as abandoned, say) are in its own
+    // histogram, and their durations are not this process's measurements.
+    if (run.instance !== instanceId || run.durationMs === null) return
+    if (run.state === 'succeeded' || run.state === 'failed' || run.state === 'cancelled') {
+      duration.observe({ job: run.job }, run.durationMs / 1000)
+    }
+  }
+  runner.events.on('run', observe)
+
+  async function readRuns(): Promise<void> {
+    const [totals, active] = await Promise.all([
+      sql<{ job: string; state: string; total: string }[]>`select job, state, total from job_run_totals`,
+      sql<{ job: string; state: string; n: number }[]>`
+        select job, state, count(*)::int as n from job_runs
+        where state in ('queued', 'running') group by job, state`,
+    ])
+    runsTotal.reset()
+    for (const row of totals) runsTotal.inc({ job: row.job, state: row.state }, Number(row.total))
+    running.reset()
+    queued.reset()
+    for (const job of jobs.keys()) {
+      running.set({ job }, 0)
+      queued.set({ job }, 0)
+    }
+    for (const row of active) (row.state === 'running' ? running : queued).set({ job: row.job }, row.n)
+  }
+
+  async function readSchedules(): Promise<void> {
+    const list = await schedules.list()
+    const now = health.clock()
+    const reports = await health.evaluate(list, now)
+    lastSuccess.reset()
+    nextFire.reset()
+    scheduleHealth.reset()
+    for (const schedule of list) {
+      const report = reports.get(schedule.name)
+      if (report?.lastSuccessAt) lastSuccess.set({ schedule: schedule.name }, seconds(report.lastSuccessAt))
+      for (const state of HEALTH_STATES) {
+        scheduleHealth.set({ schedule: schedule.name, health: state }, report?.health === state ? 1 : 0)
+      }
+      if (!schedule.enabled || !jobs.has(schedule.job)) continue
+      try {
+        const [next] = parseCron(schedule.cron, schedule.timezone).nextRuns(1, now)
+        if (next) nextFire.set({ schedule: schedule.name }, seconds(next))
+      } catch {
+        // A stored expression this version no longer accepts: no next fire to report.
+      }
+    }
+  }
+
+  async function readBackups(): Promise<void> {
+    const rows = await sql<{ database: string; bytes: string; createdAt: Date; stored: string }[]>`
+      select distinct on (database) database, bytes, created_at,
+             sum(bytes) over (partition by database) as stored
+      from backups order by database, id desc`
+    for (const metric of backupMetrics) metric.reset()
+    const now = Date.now()
+    for (const row of rows) {
+      backupBytes.set({ database: row.database }, Number(row.bytes))
+      backupAge.set({ database: row.database }, Math.max(0, (now - row.createdAt.getTime()) / 1000))
+      backupStored.set({ database: row.database }, Number(row.stored))
+    }
+  }
+
+  async function renderNow(): Promise<string> {
+    // allSettled: a failed read must not leave the others writing after the reset below.
+    const results = await Promise.allSettled([readRuns(), readSchedules(), readBackups()])
+    const failure = results.find((r) => r.status === 'rejected')
+    if (failure) {
+      log.warn({ err: failure.reason }, 'metrics: could not read cluster-wide values from the database')
+      for (const metric of [...clusterMetrics, ...backupMetrics]) metric.reset()
+    }
+    databaseUp.set(failure ? 0 : 1)
+    return await registry.metrics()
+  }
+
+  let rendering: Promise<unknown> = Promise.resolve()
+
+  return {
+    registry,
+    contentType: registry.contentType,
+
+    /** The exposition text; cluster-wide values are read now, and left out if the database is down. */
+    render(): Promise<string> {
+      // One scrape at a time: each resets and refills the same metrics.
+      const next = rendering.then(renderNow, renderNow)
+      rendering = next.catch(() => {})
+      return next
+    },
+
+    close(): void {
+      runner.events.off('run', observe)
+      registry.clear()
+    },
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>
