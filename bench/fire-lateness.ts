@@ -225,7 +225,7 @@ ${table(
 
 ${met ? '**Goal met.**' : '**Goal missed** (see the row that misses it above).'} All ${SCHEDULES} schedules are due at the same instant.
 Fires that come due in the same turn of the event loop are claimed together (\`claimFires\` in
-\`src/services/runs.ts\`): one transaction takes the schedules' advisory locks in one order and inserts
+\`src/engine/run-store.ts\`): one transaction takes the schedules' advisory locks in one order and inserts
 every fire under the unique key (schedule, scheduled_for) with its overlap check, then one update marks
 the winners running and their jobs start. "Due → claim begins" (the claim transaction's \`now()\` minus
 the due time) is timer and event-loop delay; "first fire of each instant" is the earliest job start of an

@@ -2,7 +2,8 @@
 // execution to bench_executions, with the moment its body started, so a fire executed twice shows up
 // however it came about.
 import { Type } from 'typebox'
-import { defineJob, jobs } from '../src/jobs/index.js'
+import { jobs } from '../src/app.js'
+import { defineJob } from '../src/engine/job.js'
 
 export const NOOP = 'bench-noop'
 

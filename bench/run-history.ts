@@ -86,7 +86,7 @@ async function layers(url: string, sql: Sql): Promise<[string, number][]> {
       ],
       [
         '`runs.list` (postgres.js with the column-name transform, `toRun`)',
-        await serial(n, () => app.runs.list({}, 50)),
+        await serial(n, () => app.runStore.list({}, 50)),
       ],
       [
         '`GET /runs?limit=50`, uncached, through `app.inject` (no socket)',

@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { type Static, Type } from 'typebox'
 import Value from 'typebox/value'
-import { isValidTimezone } from './engine/cron.js'
+import { isValidTimezone } from './lib/timezone.js'
 
 const LogLevel = Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
 

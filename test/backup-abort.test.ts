@@ -5,10 +5,10 @@ import os from 'node:os'
 import path from 'node:path'
 import postgres from 'postgres'
 import t from 'tap'
-import { databaseBackup } from '../src/features/backups/database-backup.js'
+import { jobs as registered } from '../src/app.js'
 import { defineJob } from '../src/engine/job.js'
-import { jobs as registered } from '../src/jobs/index.js'
 import type { Run } from '../src/engine/run-store.js'
+import { databaseBackup } from '../src/features/backups/database-backup.js'
 import { buildTestApp, createTestDatabase, eventually } from './helper.js'
 
 /** The real backup job with a timeout short enough to test. */

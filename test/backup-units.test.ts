@@ -10,6 +10,7 @@ import { compareContents, readDumpContents } from '../src/features/backups/conte
 import { contentDisposition, noneMatch, parseRange } from '../src/features/backups/download.js'
 import { dumpToFile } from '../src/features/backups/dump.js'
 import { fileNameFor, resolveInside, stamp } from '../src/features/backups/files.js'
+import type { StoredBackup } from '../src/features/backups/schemas.js'
 import {
   BackupError,
   connectionEnv,
@@ -18,7 +19,6 @@ import {
   parseToolVersion,
   type Tool,
 } from '../src/features/backups/tools.js'
-import type { StoredBackup } from '../src/features/backups/store.js'
 import { fakePgDump, isAlive } from './fixtures/backup-fake-pg-dump.js'
 import { eventually } from './helper.js'
 

@@ -1,10 +1,11 @@
-// Tests for src/services/cron.ts: validation messages, evaluation against an independent
+// Tests for src/engine/cron.ts (and src/lib/timezone.ts): validation messages, evaluation against an independent
 // implementation (cron-parser), the DST corners where the two legitimately differ, between(),
 // and real firing through node-cron's scheduler.
 import { CronExpressionParser } from 'cron-parser'
 import { getTasks } from 'node-cron'
 import t from 'tap'
-import { CronError, type CronSchedule, isValidTimezone, parseCron, startCron } from '../src/engine/cron.js'
+import { CronError, type CronSchedule, parseCron, startCron } from '../src/engine/cron.js'
+import { isValidTimezone } from '../src/lib/timezone.js'
 
 const iso = (dates: Date[]) => dates.map((d) => d.toISOString())
 const at = (text: string) => new Date(text)

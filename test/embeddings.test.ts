@@ -3,8 +3,12 @@ import os from 'node:os'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { EmbeddingError } from '../src/features/templates/embeddings/index.js'
-import { createHttpEmbedder, embeddingsEndpoint, retryDelay } from '../src/features/templates/embeddings/http.js'
+import { EmbeddingError } from '../src/features/templates/embeddings/embedder.js'
+import {
+  createHttpEmbedder,
+  embeddingsEndpoint,
+  retryDelay,
+} from '../src/features/templates/embeddings/http.js'
 import { LOCAL_DIMENSIONS, lexicalEmbedding } from '../src/features/templates/embeddings/local.js'
 import { buildTestApp, eventually } from './helper.js'
 import { startEmbeddingsStub } from './support/embeddings-stub.js'

@@ -5,9 +5,9 @@ import type { FastifyInstance } from 'fastify'
 import postgres from 'postgres'
 import t from 'tap'
 import { COLUMN_CASE } from '../src/db/embedded.js'
-import { retryDelayMs } from '../src/engine/runner.js'
 import type { Run } from '../src/engine/run-store.js'
-import { createRunsService } from '../src/engine/run-store.js'
+import { createRunStore } from '../src/engine/run-store.js'
+import { retryDelayMs } from '../src/lib/backoff.js'
 import { allTestJobs } from './fixtures/jobs.js'
 import { buildTestApp, createTestDatabase, eventually } from './helper.js'
 
@@ -21,7 +21,7 @@ t.test('twenty concurrent claims of the same fires: each fire won exactly once, 
     postgres(url, { max: 10, transform: COLUMN_CASE }),
   ]
   t.teardown(() => Promise.all(pools.map((p) => p.end())))
-  const services = pools.map(createRunsService)
+  const services = pools.map(createRunStore)
   const base = Date.parse('2026-01-01T00:00:00Z')
   const schedules = Array.from({ length: 8 }, (_, i) => `race-${i}`)
   for (let round = 0; round < 50; round++) {
@@ -60,7 +60,7 @@ t.test('a claim records overlap and given skips, and tells each fire apart', asy
   const url = await createTestDatabase(t)
   const sql = postgres(url, { max: 2, transform: COLUMN_CASE })
   t.teardown(() => sql.end())
-  const runs = createRunsService(sql)
+  const runs = createRunStore(sql)
   const at = (s: number) => new Date(Date.parse('2026-01-01T00:00:00Z') + s * 1000)
   const fire = (
     schedule: string,

@@ -5,10 +5,10 @@ import fs from 'node:fs/promises'
 import type { FastifyInstance, InjectOptions } from 'fastify'
 import postgres from 'postgres'
 import type { Test } from 'tap'
-import { type BuildOptions, buildApp } from '../src/app.js'
+import { type BuildOptions, buildApp, jobs as registeredJobs } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
-import { jobs as registeredJobs } from '../src/jobs/index.js'
-import { DEFAULT_SCHEDULES } from '../src/engine/schedule-store.js'
+import type { AnyJob } from '../src/engine/job.js'
+import { defaultSchedules } from '../src/engine/schedule-store.js'
 import { STATE_FILE, type TestDbState } from './support/state.js'
 
 async function state(): Promise<TestDbState> {
@@ -88,10 +88,9 @@ export async function eventually<T>(
   }
 }
 
-/** The default schedules seeded for these jobs (those of DEFAULT_SCHEDULES whose job is registered). */
-export function seededScheduleNames(jobList: { name: string }[] = registeredJobs): string[] {
-  const names = new Set(jobList.map((j) => j.name))
-  return DEFAULT_SCHEDULES.filter((s) => names.has(s.job))
+/** The default schedules seeded for these jobs (those the jobs declare). */
+export function seededScheduleNames(jobList: AnyJob[] = registeredJobs): string[] {
+  return defaultSchedules(jobList)
     .map((s) => s.name)
     .sort()
 }

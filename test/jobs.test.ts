@@ -138,7 +138,7 @@ t.test('jobs and manual runs', async (t) => {
   })
 
   t.test('cancel of a queued run is immediate and it never starts', async (t) => {
-    const queued = await app.runs.insertQueued({
+    const queued = await app.runStore.insertQueued({
       job: 'sleeper',
       trigger: 'manual',
       args: { ms: 0 },

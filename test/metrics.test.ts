@@ -4,14 +4,14 @@ import { EventEmitter } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import postgres from 'postgres'
 import t from 'tap'
-import { jobs as registeredJobs } from '../src/jobs/index.js'
-import { tokenMatches } from '../src/monitoring/routes/metrics.js'
+import { jobs as registeredJobs } from '../src/app.js'
+import type { Run } from '../src/engine/run-store.js'
+import type { Runner } from '../src/engine/runner.js'
+import { createScheduleStore } from '../src/engine/schedule-store.js'
 import { finalFailures } from '../src/monitoring/alerts.js'
 import { createMetrics } from '../src/monitoring/metrics.js'
-import type { Runner } from '../src/engine/runner.js'
-import type { Run } from '../src/engine/run-store.js'
+import { tokenMatches } from '../src/monitoring/routes/metrics.js'
 import { createScheduleHealth } from '../src/monitoring/schedule-health.js'
-import { createSchedulesService } from '../src/engine/schedule-store.js'
 import { testJobs } from './fixtures/jobs.js'
 import { buildTestApp, createTestDatabase, eventually } from './helper.js'
 
@@ -178,7 +178,7 @@ t.test('a scrape (and the alert scan) at 200,000 runs reads no whole table', asy
   const health = createScheduleHealth(sql, jobs, () => new Date())
   const metrics = createMetrics({
     sql,
-    schedules: createSchedulesService(sql, jobs, 'UTC'),
+    schedules: createScheduleStore(sql, jobs, 'UTC'),
     health,
     runner: { events: new EventEmitter() } as unknown as Runner,
     jobs,

@@ -2,8 +2,8 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
-import { registrySync } from '../src/features/registry/registry-sync.js'
 import { analyzeTree } from '../src/features/registry/analyze.js'
+import { registrySync } from '../src/features/registry/registry-sync.js'
 
 const FILES = 50_000
 const MODULES = 40

@@ -12,7 +12,9 @@
 // - Each local wall-clock time fires once when the clock falls back, even for wildcard-hour schedules,
 //   so "*/15 * * * *" pauses for the repeated hour. West of UTC the first pass fires, east of UTC
 //   (e.g. Europe/Berlin) the second.
+
 import { type CronFieldError, createTask, type Logger, type ScheduledTask, validateDetailed } from 'node-cron'
+import { isValidTimezone } from '../lib/timezone.js'
 
 export type CronField =
   | 'expression'
@@ -258,16 +260,6 @@ function translateNodeCronError(error: CronFieldError, raw: string[]): CronError
   return fieldError(spec, `"${error.value ?? ''}" was rejected by node-cron: ${error.message}`)
 }
 
-export function isValidTimezone(tz: string): boolean {
-  if (typeof tz !== 'string' || tz.trim() === '') return false
-  try {
-    new Intl.DateTimeFormat(undefined, { timeZone: tz })
-    return true
-  } catch {
-    return false
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Evaluation through node-cron's matcher
 
@@ -289,7 +281,7 @@ function matcherFor(pattern: string, timezone: string): NodeCronMatcher {
   void task.destroy()
   if (typeof matcher?.getNextMatch !== 'function') {
     throw new Error(
-      'node-cron tasks no longer expose timeMatcher.getNextMatch(); src/services/cron.ts needs updating',
+      'node-cron tasks no longer expose timeMatcher.getNextMatch(); src/engine/cron.ts needs updating',
     )
   }
   return matcher as NodeCronMatcher

@@ -1,4 +1,5 @@
-// What a job is: a name, an args schema, limits, and the function that does the work.
+// What a job is: a name, an args schema, limits, its default schedules, and the function that does
+// the work.
 import type { FastifyBaseLogger } from 'fastify'
 import type { PendingQuery, Row, Sql } from 'postgres'
 import type { Static, TObject } from 'typebox'
@@ -27,8 +28,6 @@ export async function cancellable<T extends readonly Row[]>(
   }
 }
 
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
-
 export interface JobContext<Args> {
   args: Args
   /** Aborted on timeout, cancel or shutdown; pass it to anything that can stop early. */
@@ -40,12 +39,21 @@ export interface JobContext<Args> {
   config: Config
 }
 
+/** A schedule a job brings with it: created once, when the job is first registered (see seedDefaults). */
+export interface DefaultSchedule {
+  name: string
+  cron: string
+  args?: Record<string, unknown>
+}
+
 export interface JobDefinition<A extends TObject = TObject> {
   name: string
   description: string
   args: A
   timeoutMs: number
   maxAttempts: number
+  /** Its default schedules; an operator may edit or delete them, and a deleted one stays deleted. */
+  schedules?: readonly DefaultSchedule[]
   /** The result is stored on the run as JSON (undefined properties dropped, as JSON.stringify does). */
   run(ctx: JobContext<Static<A>>): Promise<unknown>
 }

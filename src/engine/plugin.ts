@@ -1,56 +1,80 @@
-// Wires the domain services together and runs the scheduler for the life of the app: started when
-// the app is ready, stopped (letting running jobs finish for SHUTDOWN_GRACE_MS) when it closes.
+// The engine's services, created once and decorated on the app: the job list, the run and schedule
+// stores, the runner, the scheduler, the supervisor, the cluster's run change feed and the run
+// history's page cache. The scheduler runs for the life of the app: started when the app is ready,
+// stopped (letting running jobs finish for SHUTDOWN_GRACE_MS) when it closes.
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
+import { createPageCache, type PageCache } from '../lib/page-cache.js'
 import type { AnyJob } from './job.js'
+import { createRunEvents, type RunEvents } from './run-events.js'
+import { createRunStore, type RunStore } from './run-store.js'
 import { createRunner, type Runner } from './runner.js'
-import { createRunsService, type RunsService } from './run-store.js'
+import { createScheduleStore, type ScheduleStore } from './schedule-store.js'
 import { createScheduler, type Scheduler } from './scheduler.js'
-import { createSchedulesService, type SchedulesService } from './schedule-store.js'
 import { createSupervisor, type Supervisor } from './supervisor.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    config: Config
     jobs: Map<string, AnyJob>
-    runs: RunsService
-    schedules: SchedulesService
+    runStore: RunStore
+    scheduleStore: ScheduleStore
     runner: Runner
     scheduler: Scheduler
     supervisor: Supervisor
+    runEvents: RunEvents
+    /** Pages of GET /runs, kept until any run changes (here or on another instance). */
+    runPages: PageCache
   }
 }
 
-export interface SchedulerOptions {
-  config: Config
+export interface EngineOptions {
   jobs: AnyJob[]
   clock?: () => Date
 }
 
-export default fp<SchedulerOptions>(
-  async (app, { config, jobs: jobList, clock }) => {
+export default fp<EngineOptions>(
+  async (app, { jobs: jobList, clock }) => {
     const jobs = new Map(jobList.map((job) => [job.name, job]))
     if (jobs.size !== jobList.length) throw new Error('two jobs share a name')
-    const { sql } = app
-    const log = app.log
-    const runs = createRunsService(sql)
-    const schedules = createSchedulesService(sql, jobs, config.schedulerTimezone)
-    const runner = createRunner({ sql, runs, jobs, config, log })
-    const scheduler = createScheduler({ sql, runs, schedules, runner, jobs, log, clock })
-    const supervisor = createSupervisor({ sql, runs, runner, config, log })
+    const { sql, config, log } = app
+    const runStore = createRunStore(sql)
+    const scheduleStore = createScheduleStore(sql, jobs, config.schedulerTimezone)
+    const runner = createRunner({ sql, runs: runStore, jobs, config, log })
+    const scheduler = createScheduler({
+      sql,
+      runs: runStore,
+      schedules: scheduleStore,
+      runner,
+      jobs,
+      log,
+      clock,
+    })
+    const supervisor = createSupervisor({ sql, runs: runStore, runner, config, log })
+    const runEvents = createRunEvents({ sql, log })
+    // Run history is read far more often than it changes (dashboards poll it): pages are dropped
+    // when any run changes, on this instance (the runner's events, synchronous, so a client reads
+    // its own writes) or any other (the change feed), and after RUNS_CACHE_MS whatever happens.
+    const runPages = createPageCache({
+      maxAgeMs: config.runsCacheMs,
+      maxEntries: 500,
+      maxChars: 16 * 2 ** 20,
+    })
+    runner.events.on('run', runPages.invalidate)
+    const unwatch = runEvents.watch(runPages.invalidate)
 
-    app.decorate('config', config)
     app.decorate('jobs', jobs)
-    app.decorate('runs', runs)
-    app.decorate('schedules', schedules)
+    app.decorate('runStore', runStore)
+    app.decorate('scheduleStore', scheduleStore)
     app.decorate('runner', runner)
     app.decorate('scheduler', scheduler)
     app.decorate('supervisor', supervisor)
+    app.decorate('runEvents', runEvents)
+    app.decorate('runPages', runPages)
 
-    const seeded = await schedules.seedDefaults()
+    const seeded = await scheduleStore.seedDefaults()
     if (seeded.length > 0) log.info({ seeded }, 'default schedules created')
 
     app.addHook('onReady', async () => {
+      await runEvents.start()
       // Every instance executes queued work and watches for abandoned runs; firing schedules can
       // be turned off per instance.
       await supervisor.start()
@@ -63,7 +87,10 @@ export default fp<SchedulerOptions>(
       await scheduler.stop()
       await runner.stop(config.shutdownGraceMs)
       await supervisor.stop()
+      runner.events.off('run', runPages.invalidate)
+      unwatch()
+      await runEvents.stop()
     })
   },
-  { name: 'scheduler', dependencies: ['db'] },
+  { name: 'engine', dependencies: ['db'] },
 )

@@ -2,40 +2,11 @@
 // ends. Every state change is a conditional update, so two actors (a finishing job and a cancel, or
 // two instances) can never both win.
 import type { Sql } from 'postgres'
-import type { JsonValue } from './job.js'
+import type { JsonValue } from '../lib/json.js'
 import { allOf, decodeCursor, type Page, toPage } from '../lib/pagination.js'
+import type { Run, RunError, RunState, RunTrigger } from './schemas/run.js'
 
-export const RUN_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'skipped'] as const
-export const RUN_TRIGGERS = ['schedule', 'manual', 'retry', 'catch-up'] as const
-export type RunState = (typeof RUN_STATES)[number]
-export type RunTrigger = (typeof RUN_TRIGGERS)[number]
-
-export interface RunError {
-  code: string
-  message: string
-}
-
-export interface Run {
-  id: number
-  job: string
-  schedule: string | null
-  trigger: RunTrigger
-  state: RunState
-  attempt: number
-  maxAttempts: number
-  retryOf: number | null
-  args: Record<string, unknown>
-  scheduledFor: string | null
-  queuedAt: string
-  /** A queued retry waits until then. */
-  runAfter: string | null
-  startedAt: string | null
-  finishedAt: string | null
-  durationMs: number | null
-  result: JsonValue | null
-  error: RunError | null
-  instance: string | null
-}
+export type { Run, RunError, RunState, RunTrigger }
 
 interface RunRow {
   id: string
@@ -139,7 +110,7 @@ const COLUMNS = [
   'instance',
 ]
 
-export function createRunsService(sql: Sql) {
+export function createRunStore(sql: Sql) {
   const columns = sql(COLUMNS)
   const one = (rows: RunRow[]) => (rows[0] ? toRun(rows[0]) : null)
 
@@ -399,4 +370,4 @@ export function createRunsService(sql: Sql) {
   }
 }
 
-export type RunsService = ReturnType<typeof createRunsService>
+export type RunStore = ReturnType<typeof createRunStore>

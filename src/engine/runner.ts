@@ -5,10 +5,12 @@ import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import type { Config } from '../config.js'
-import type { AnyJob, JsonValue } from './job.js'
-import { validateArgs } from './args.js'
+import { retryDelayMs } from '../lib/backoff.js'
 import { Conflict, NotFound } from '../lib/errors.js'
-import type { Run, RunError, RunsService, RunTrigger } from './run-store.js'
+import type { JsonValue } from '../lib/json.js'
+import { validateArgs } from './args.js'
+import type { AnyJob } from './job.js'
+import type { Run, RunError, RunStore, RunTrigger } from './run-store.js'
 
 /** Why a run's signal was aborted; becomes the run's error code. */
 export class RunAbort extends Error {
@@ -22,18 +24,9 @@ export class RunAbort extends Error {
 
 export const CANCEL_CHANNEL = 'steward_cancel'
 
-/**
- * Delay before retry attempt `attempt + 1`: min(max, base × 2^(attempt−1)), plus up to 25% jitter so
- * runs that failed together do not retry in lock-step.
- */
-export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
-  const backoff = Math.min(maxMs, baseMs * 2 ** (attempt - 1))
-  return Math.round(backoff * (1 + 0.25 * random()))
-}
-
 export interface RunnerDeps {
   sql: Sql
-  runs: RunsService
+  runs: RunStore
   jobs: Map<string, AnyJob>
   config: Config
   log: FastifyBaseLogger

@@ -1,10 +1,10 @@
 // Schedules: stored in the database so edits persist and reach every instance. Validation (cron,
 // timezone, job, args) happens here, before anything is written.
 import type { Sql } from 'postgres'
-import type { AnyJob } from './job.js'
+import { Conflict, InvalidInput, NotFound } from '../lib/errors.js'
 import { validateArgs } from './args.js'
 import { CronError, type CronSchedule, parseCron } from './cron.js'
-import { Conflict, InvalidInput, NotFound } from '../lib/errors.js'
+import type { AnyJob, DefaultSchedule } from './job.js'
 
 export type Overlap = 'skip' | 'allow'
 export type CatchUp = 'none' | 'latest'
@@ -35,18 +35,6 @@ export interface ScheduleInput {
 
 export type SchedulePatch = Partial<Omit<ScheduleInput, 'name' | 'job'>>
 
-/** DESIGN.md's seed table, plus run pruning. Each is created once, when its job is registered. */
-export const DEFAULT_SCHEDULES: ReadonlyArray<Omit<ScheduleInput, 'timezone'>> = [
-  { name: 'backup-hourly', cron: '0 * * * *', job: 'database-backup', args: { type: 'hourly' } },
-  { name: 'backup-daily', cron: '0 1 * * *', job: 'database-backup', args: { type: 'daily' } },
-  { name: 'template-sync', cron: '0 2 * * *', job: 'template-sync', args: { force: true } },
-  { name: 'cache-clear', cron: '0 3 * * *', job: 'cache-clear', args: {} },
-  { name: 'registry-sync', cron: '0 4 * * *', job: 'registry-sync', args: {} },
-  { name: 'template-embed', cron: '0 5 * * 0', job: 'template-embed', args: { missing: true } },
-  // Not in the seed: keeps job_runs bounded (RUNS_RETENTION_DAYS).
-  { name: 'prune-runs', cron: '30 0 * * *', job: 'prune-runs', args: {} },
-]
-
 type ScheduleRow = Omit<Schedule, 'createdAt' | 'updatedAt'> & { createdAt: Date; updatedAt: Date }
 
 const toSchedule = (row: ScheduleRow): Schedule => ({
@@ -67,7 +55,7 @@ export function compileCron(cron: string, timezone: string): CronSchedule {
 
 export const SCHEDULE_CHANNEL = 'steward_schedules'
 
-export function createSchedulesService(sql: Sql, jobs: Map<string, AnyJob>, defaultTimezone: string) {
+export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, defaultTimezone: string) {
   function jobOf(name: string): AnyJob {
     const job = jobs.get(name)
     if (!job)
@@ -135,13 +123,12 @@ export function createSchedulesService(sql: Sql, jobs: Map<string, AnyJob>, defa
     },
 
     /**
-     * Creates each default schedule whose job is registered and that was never seeded before, so a
-     * schedule the operator deleted stays deleted. Safe for several instances starting at once.
+     * Creates each registered job's default schedules that were never seeded before, so a schedule
+     * the operator deleted stays deleted. Safe for several instances starting at once.
      */
     async seedDefaults(): Promise<string[]> {
       const seeded: string[] = []
-      for (const def of DEFAULT_SCHEDULES) {
-        if (!jobs.has(def.job)) continue
+      for (const def of defaultSchedules(jobs.values())) {
         const created = await sql.begin(async (tx) => {
           const [fresh] = await tx`
             insert into schedule_seeds (name) values (${def.name}) on conflict do nothing returning name`
@@ -159,8 +146,13 @@ export function createSchedulesService(sql: Sql, jobs: Map<string, AnyJob>, defa
   }
 }
 
+/** The default schedules the given jobs declare, each with its job's name. */
+export function defaultSchedules(jobs: Iterable<AnyJob>): Array<DefaultSchedule & { job: string }> {
+  return [...jobs].flatMap((job) => (job.schedules ?? []).map((schedule) => ({ ...schedule, job: job.name })))
+}
+
 function stripUndefined<T extends object>(patch: T): Partial<T> {
   return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>
 }
 
-export type SchedulesService = ReturnType<typeof createSchedulesService>
+export type ScheduleStore = ReturnType<typeof createScheduleStore>

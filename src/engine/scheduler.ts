@@ -1,13 +1,13 @@
 // The scheduler: one cron timer per enabled schedule, kept in step with the schedules table. A fire
-// is claimed in the database (see RunsService.claimFires) so several instances fire it once; fires
+// is claimed in the database (see RunStore.claimFires) so several instances fire it once; fires
 // nobody could claim (downtime, a database outage, a stalled event loop) are settled afterwards.
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
-import type { AnyJob } from './job.js'
 import { type CronTimer, startCron } from './cron.js'
+import type { AnyJob } from './job.js'
+import type { FireClaim, RunError, RunStore, RunTrigger } from './run-store.js'
 import type { Runner } from './runner.js'
-import type { FireClaim, RunError, RunsService, RunTrigger } from './run-store.js'
-import { compileCron, SCHEDULE_CHANNEL, type Schedule, type SchedulesService } from './schedule-store.js'
+import { compileCron, SCHEDULE_CHANNEL, type Schedule, type ScheduleStore } from './schedule-store.js'
 
 interface Entry {
   schedule: Schedule
@@ -31,8 +31,8 @@ const MISSED: RunError = { code: 'missed', message: 'no instance could fire it a
 
 export interface SchedulerDeps {
   sql: Sql
-  runs: RunsService
-  schedules: SchedulesService
+  runs: RunStore
+  schedules: ScheduleStore
   runner: Runner
   jobs: Map<string, AnyJob>
   log: FastifyBaseLogger

@@ -5,12 +5,12 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import type { Config } from '../config.js'
+import type { RunStore } from './run-store.js'
 import { CANCEL_CHANNEL, RunAbort, type Runner } from './runner.js'
-import type { RunsService } from './run-store.js'
 
 export interface SupervisorDeps {
   sql: Sql
-  runs: RunsService
+  runs: RunStore
   runner: Runner
   config: Config
   log: FastifyBaseLogger

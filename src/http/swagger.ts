@@ -12,22 +12,18 @@ export const OPENAPI_INFO = {
   version: '0.1.0',
 }
 
-export default fp(
-  async (app) => {
+export interface SwaggerOptions {
+  /** The document's tags, in the order the spec lists them. */
+  tags: Array<{ name: string; description: string }>
+}
+
+export default fp<SwaggerOptions>(
+  async (app, { tags }) => {
     await app.register(swagger, {
       openapi: {
         openapi: '3.1.0',
         info: OPENAPI_INFO,
-        tags: [
-          { name: 'jobs', description: 'What can run; trigger by hand' },
-          { name: 'runs', description: 'Every execution, newest first' },
-          { name: 'schedules', description: 'When jobs run' },
-          { name: 'backups', description: 'Database backups: list, download, verify, delete' },
-          { name: 'registry', description: 'Code-registry snapshots of the source tree' },
-          { name: 'templates', description: 'Synced template files; search by embedding similarity' },
-          { name: 'access', description: "Tokens, the caller's identity, the audit log" },
-          { name: 'health', description: 'Probes' },
-        ],
+        tags,
         components: {
           securitySchemes: {
             bearerAuth: {

@@ -59,3 +59,5 @@ export function createPageCache({ maxAgeMs, maxEntries, maxChars, now = Date.now
     size: () => ({ pages: pages.size, chars }),
   }
 }
+
+export type PageCache = ReturnType<typeof createPageCache>

@@ -5,8 +5,8 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import type { Config } from '../config.js'
-import type { JsonValue } from '../engine/job.js'
-import { retryDelayMs } from '../engine/runner.js'
+import { retryDelayMs } from '../lib/backoff.js'
+import type { JsonValue } from '../lib/json.js'
 
 /** A request may take this long; the delivery lease is a little longer. */
 const REQUEST_TIMEOUT_MS = 10_000

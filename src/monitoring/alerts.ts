@@ -15,17 +15,17 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import type { Config } from '../config.js'
-import type { JsonValue } from '../engine/job.js'
-import { createAlertDelivery } from './alert-delivery.js'
 import { type Run, toRun } from '../engine/run-store.js'
+import type { Schedule, ScheduleStore } from '../engine/schedule-store.js'
+import type { JsonValue } from '../lib/json.js'
+import { createAlertDelivery } from './alert-delivery.js'
 import type { HealthReport, ScheduleHealth } from './schedule-health.js'
-import type { Schedule, SchedulesService } from '../engine/schedule-store.js'
 
 export type AlertKind = 'run_failed' | 'schedule_late' | 'schedule_recovered'
 
 export interface AlertsDeps {
   sql: Sql
-  schedules: SchedulesService
+  schedules: ScheduleStore
   health: ScheduleHealth
   config: Config
   log: FastifyBaseLogger

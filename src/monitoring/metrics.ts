@@ -1,4 +1,4 @@
-// Prometheus metrics, one private registry per app (tests build several apps in one process).
+// Prometheus metrics, one private prom-client registry per app (tests build several apps in one process).
 //
 // Several instances share one database and behave as one, so what describes the cluster is read
 // from the database at scrape time, with queries whose cost does not grow with job_runs (which may
@@ -17,16 +17,16 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
-import type { AnyJob } from '../engine/job.js'
 import { parseCron } from '../engine/cron.js'
-import type { Runner } from '../engine/runner.js'
+import type { AnyJob } from '../engine/job.js'
 import type { Run } from '../engine/run-store.js'
+import type { Runner } from '../engine/runner.js'
+import type { ScheduleStore } from '../engine/schedule-store.js'
 import { HEALTH_STATES, type ScheduleHealth } from './schedule-health.js'
-import type { SchedulesService } from '../engine/schedule-store.js'
 
 export interface MetricsDeps {
   sql: Sql
-  schedules: SchedulesService
+  schedules: ScheduleStore
   health: ScheduleHealth
   runner: Runner
   jobs: Map<string, AnyJob>
@@ -37,9 +37,9 @@ export interface MetricsDeps {
 const seconds = (d: Date) => d.getTime() / 1000
 
 export function createMetrics({ sql, schedules, health, runner, jobs, instanceId, log }: MetricsDeps) {
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry })
-  const registers = [registry]
+  const promRegistry = new Registry()
+  collectDefaultMetrics({ register: promRegistry })
+  const registers = [promRegistry]
 
   const runsTotal = new Counter({
     name: 'steward_runs_total',
@@ -184,14 +184,14 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
       for (const metric of [...clusterMetrics, ...backupMetrics]) metric.reset()
     }
     databaseUp.set(failure ? 0 : 1)
-    return await registry.metrics()
+    return await promRegistry.metrics()
   }
 
   let rendering: Promise<unknown> = Promise.resolve()
 
   return {
-    registry,
-    contentType: registry.contentType,
+    promRegistry,
+    contentType: promRegistry.contentType,
 
     /** The exposition text; cluster-wide values are read now, and left out if the database is down. */
     render(): Promise<string> {
@@ -203,7 +203,7 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
 
     close(): void {
       runner.events.off('run', observe)
-      registry.clear()
+      promRegistry.clear()
     },
   }
 }

@@ -2,8 +2,8 @@
 // twice its interval plus its job's timeout, `failing` when its latest finished run failed, else
 // `ok`. Shown on GET /schedules, exported as a metric, and watched by the alert loop.
 import type { Sql } from 'postgres'
-import type { AnyJob } from '../engine/job.js'
 import { parseCron } from '../engine/cron.js'
+import type { AnyJob } from '../engine/job.js'
 import type { Schedule } from '../engine/schedule-store.js'
 
 export const HEALTH_STATES = ['ok', 'late', 'failing'] as const

@@ -2,17 +2,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
-import type { AnyJob } from '../job.js'
-import { actorOf } from '../../http/auth/plugin.js'
 import { errors, JsonObject, Page } from '../../lib/schemas.js'
-import { RunRef } from '../schemas/run.js'
+import type { AnyJob } from '../job.js'
 import type { Run } from '../run-store.js'
+import { RunRef } from '../schemas/run.js'
 
 const JobName = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) })
 
 async function describeJobs(app: FastifyInstance, list: AnyJob[]) {
   const names = list.map((j) => j.name)
-  const [schedules, lastRuns] = await Promise.all([app.schedules.list(), app.runs.lastByJob(names)])
+  const [schedules, lastRuns] = await Promise.all([app.scheduleStore.list(), app.runStore.lastByJob(names)])
   return list.map((job) => ({
     name: job.name,
     description: job.description,
@@ -77,9 +76,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const run = await app.runner.trigger(request.params.name, request.body.args ?? {}, 'manual')
-      await app.audit.record({
-        actor: actorOf(request),
-        action: 'job.trigger',
+      await request.audit('job.trigger', {
         target: request.params.name,
         after: { runId: run.id, args: run.args },
       })

@@ -1,10 +1,8 @@
 // Runs: the history of every execution, newest first, and cancelling one in progress.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { actorOf } from '../../http/auth/plugin.js'
 import { errors, IdParams, ListQuery, Page, Timestamp } from '../../lib/schemas.js'
 import { RunRef, RunState, RunTrigger } from '../schemas/run.js'
-import { createPageCache } from '../../lib/page-cache.js'
 
 const RunQuery = ListQuery({
   job: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
@@ -16,23 +14,6 @@ const RunQuery = ListQuery({
 })
 
 const runs: FastifyPluginAsyncTypebox = async (app) => {
-  // Run history is read far more often than it changes (dashboards poll it): pages are kept until
-  // any run changes, on this instance (the runner's events, synchronous) or any other (the cluster's
-  // change feed), and for at most RUNS_CACHE_MS whatever happens.
-  const pages = createPageCache({
-    maxAgeMs: app.config?.runsCacheMs ?? 0,
-    maxEntries: 500,
-    maxChars: 16 * 2 ** 20,
-  })
-  if (app.hasDecorator('runEvents')) {
-    app.runner.events.on('run', pages.invalidate)
-    const unwatch = app.runEvents.watch(pages.invalidate)
-    app.addHook('onClose', async () => {
-      app.runner.events.off('run', pages.invalidate)
-      unwatch()
-    })
-  }
-
   app.get(
     '/runs',
     {
@@ -56,9 +37,9 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
         filter.until,
       ])
       const fresh = /no-cache|no-store|max-age=0/.test(request.headers['cache-control'] ?? '')
-      const [page, status] = await pages.get(
+      const [page, status] = await app.runPages.get(
         key,
-        async () => reply.serialize(await app.runs.list(filter, limit, cursor)) as string,
+        async () => reply.serialize(await app.runStore.list(filter, limit, cursor)) as string,
         fresh,
       )
       // RFC 9211; `Cache-Control: no-cache` on the request always reads the database.
@@ -78,7 +59,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const run = await app.runs.get(request.params.id)
+      const run = await app.runStore.get(request.params.id)
       return run ?? reply.notFound(`run ${request.params.id} does not exist`)
     },
   )
@@ -96,12 +77,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const run = await app.runner.cancel(request.params.id)
-      await app.audit.record({
-        actor: actorOf(request),
-        action: 'run.cancel',
-        target: run.id,
-        after: { job: run.job, state: run.state },
-      })
+      await request.audit('run.cancel', { target: run.id, after: { job: run.job, state: run.state } })
       return reply.code(202).send(run)
     },
   )

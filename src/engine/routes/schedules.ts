@@ -4,8 +4,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
-import { actorOf } from '../../http/auth/plugin.js'
 import { errors, Page, Timestamp } from '../../lib/schemas.js'
+import { compileCron, type Schedule } from '../schedule-store.js'
 import {
   Count,
   CronExpression,
@@ -14,7 +14,6 @@ import {
   SchedulePatch,
   Timezone,
 } from '../schemas/schedule.js'
-import { compileCron, type Schedule } from '../schedule-store.js'
 
 const NameParams = Type.Object({ name: ScheduleName })
 const CountQuery = Type.Object({ count: Type.Optional(Count) }, { additionalProperties: false })
@@ -23,7 +22,7 @@ const ScheduleRef = Type.Ref('Schedule')
 /** A schedule as the API shows it: with its next fire time(s) and last run. */
 async function present(app: FastifyInstance, list: Schedule[], count?: number) {
   const [lastRuns, health] = await Promise.all([
-    app.runs.lastBySchedule(list.map((s) => s.name)),
+    app.runStore.lastBySchedule(list.map((s) => s.name)),
     app.scheduleHealth.evaluate(list),
   ])
   return list.map((schedule) => {
@@ -66,7 +65,7 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const items = await present(app, await app.schedules.list(), request.query.count)
+      const items = await present(app, await app.scheduleStore.list(), request.query.count)
       return { items: items.sort(byNextFire), nextCursor: null }
     },
   )
@@ -82,13 +81,8 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const schedule = await app.schedules.create(request.body)
-      await app.audit.record({
-        actor: actorOf(request),
-        action: 'schedule.create',
-        target: schedule.name,
-        after: schedule,
-      })
+      const schedule = await app.scheduleStore.create(request.body)
+      await request.audit('schedule.create', { target: schedule.name, after: schedule })
       const [shown] = await present(app, [schedule])
       return reply.code(201).header('location', `/schedules/${schedule.name}`).send(shown)
     },
@@ -133,7 +127,11 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const [shown] = await present(app, [await app.schedules.get(request.params.name)], request.query.count)
+      const [shown] = await present(
+        app,
+        [await app.scheduleStore.get(request.params.name)],
+        request.query.count,
+      )
       return shown
     },
   )
@@ -150,15 +148,9 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const before = await app.schedules.get(request.params.name)
-      const schedule = await app.schedules.update(request.params.name, request.body)
-      await app.audit.record({
-        actor: actorOf(request),
-        action: 'schedule.update',
-        target: schedule.name,
-        before,
-        after: schedule,
-      })
+      const before = await app.scheduleStore.get(request.params.name)
+      const schedule = await app.scheduleStore.update(request.params.name, request.body)
+      await request.audit('schedule.update', { target: schedule.name, before, after: schedule })
       const [shown] = await present(app, [schedule])
       return shown
     },
@@ -175,14 +167,9 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const before = await app.schedules.get(request.params.name)
-      await app.schedules.remove(request.params.name)
-      await app.audit.record({
-        actor: actorOf(request),
-        action: 'schedule.delete',
-        target: before.name,
-        before,
-      })
+      const before = await app.scheduleStore.get(request.params.name)
+      await app.scheduleStore.remove(request.params.name)
+      await request.audit('schedule.delete', { target: before.name, before })
       return reply.code(204).send(null)
     },
   )

@@ -1,6 +1,9 @@
-import { Type } from 'typebox'
-import { RUN_STATES, RUN_TRIGGERS } from '../run-store.js'
+// A run as the API shows it; the run store's types derive from these schemas.
+import { type Static, Type } from 'typebox'
 import { Json, JsonObject, Nullable, Timestamp } from '../../lib/schemas.js'
+
+export const RUN_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'skipped'] as const
+export const RUN_TRIGGERS = ['schedule', 'manual', 'retry', 'catch-up'] as const
 
 export const RunState = Type.Enum([...RUN_STATES])
 export const RunTrigger = Type.Enum([...RUN_TRIGGERS])
@@ -35,3 +38,8 @@ export const Run = Type.Object(
 )
 
 export const RunRef = Type.Ref('Run')
+
+export type Run = Static<typeof Run>
+export type RunState = Static<typeof RunState>
+export type RunTrigger = Static<typeof RunTrigger>
+export type RunError = Static<typeof RunError>

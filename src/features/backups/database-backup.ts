@@ -5,6 +5,7 @@
 import path from 'node:path'
 import { Type } from 'typebox'
 import type { Config } from '../../config.js'
+import { defineJob, type JobContext } from '../../engine/job.js'
 import { dumpToFile } from './dump.js'
 import {
   type BackupFormat,
@@ -15,9 +16,8 @@ import {
   removeSetDir,
 } from './files.js'
 import { sweepBackupDir } from './housekeeping.js'
-import { connectionEnv, locateTool, parseDatabaseUrl, serverVersion } from './tools.js'
 import { type BackupsService, createBackupsService, type NewBackup } from './store.js'
-import { defineJob, type JobContext } from '../../engine/job.js'
+import { connectionEnv, locateTool, parseDatabaseUrl, serverVersion } from './tools.js'
 
 const BackupArgs = Type.Object(
   {
@@ -113,6 +113,10 @@ export const databaseBackup = defineJob({
   args: BackupArgs,
   timeoutMs: 30 * 60_000,
   maxAttempts: 3,
+  schedules: [
+    { name: 'backup-hourly', cron: '0 * * * *', args: { type: 'hourly' } },
+    { name: 'backup-daily', cron: '0 1 * * *', args: { type: 'daily' } },
+  ],
   async run(ctx) {
     const { config, sql, log, runId, signal } = ctx
     const backups = createBackupsService(sql, config, log)

@@ -1,9 +1,9 @@
 // Serving a backup file: opening it by its row (never by a path from the request), and the HTTP
 // details of a download as plain functions: single byte ranges, ETag matching, the headers.
 import fs from 'node:fs/promises'
-import { type BackupFormat, EXTENSIONS, PathEscape, resolveInside } from './files.js'
-import type { StoredBackup } from './store.js'
 import { Conflict, NotFound } from '../../lib/errors.js'
+import { type BackupFormat, EXTENSIONS, PathEscape, resolveInside } from './files.js'
+import type { StoredBackup } from './schemas.js'
 
 export interface OpenBackup {
   handle: fs.FileHandle

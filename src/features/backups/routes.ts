@@ -4,8 +4,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { actorOf } from '../../http/auth/plugin.js'
-import { BackupKind, BackupRef } from './schemas.js'
 import { errors, IdParams, ListQuery, Page } from '../../lib/schemas.js'
 import {
   contentDisposition,
@@ -15,6 +13,7 @@ import {
   parseRange,
   rangeStillValid,
 } from './download.js'
+import { BackupKind, BackupRef } from './schemas.js'
 import { toBackup } from './store.js'
 
 const BackupQuery = ListQuery({
@@ -154,7 +153,7 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const before = await app.backups.remove(request.params.id)
-      await app.audit.record({ actor: actorOf(request), action: 'backup.delete', target: before.id, before })
+      await request.audit('backup.delete', { target: before.id, before })
       return reply.code(204).send(null)
     },
   )
@@ -182,9 +181,7 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
         if (!reply.raw.writableFinished) controller.abort(new Error('the client went away'))
       })
       const verified = toBackup(await app.backups.verify(request.params.id, controller.signal))
-      await app.audit.record({
-        actor: actorOf(request),
-        action: 'backup.verify',
+      await request.audit('backup.verify', {
         target: verified.id,
         after: { verifiedAt: verified.verifiedAt, verifyResult: verified.verifyResult },
       })

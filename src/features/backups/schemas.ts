@@ -1,6 +1,7 @@
-import { Type } from 'typebox'
-import { KINDS } from './files.js'
+// The backup representations of the API; the TypeScript types of a backup derive from them.
+import { type Static, Type } from 'typebox'
 import { Nullable, Timestamp } from '../../lib/schemas.js'
+import { type BackupFormat, KINDS } from './files.js'
 
 export const BackupKind = Type.Enum([...KINDS], {
   description: 'hourly and daily sets are pruned by retention; manual ones are kept until deleted.',
@@ -43,3 +44,9 @@ export const Backup = Type.Object(
 )
 
 export const BackupRef = Type.Ref('Backup')
+
+export type Backup = Static<typeof Backup>
+export type VerifyResult = Static<typeof VerifyResult>
+
+/** A backup as stored: also its set directory and format, which stay internal (the file name says both). */
+export type StoredBackup = Backup & { setDir: string; format: BackupFormat }

@@ -5,31 +5,13 @@ import fs from 'node:fs/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import type { Config } from '../../config.js'
-import type { JsonValue } from '../../engine/job.js'
+import { Conflict, NotFound } from '../../lib/errors.js'
+import type { JsonValue } from '../../lib/json.js'
+import { allOf, decodeCursor, type Page, toPage } from '../../lib/pagination.js'
 import { type OpenBackup, openBackupFile } from './download.js'
 import { type BackupFormat, type BackupKind, removeSetDir, resolveInside } from './files.js'
+import type { Backup, StoredBackup, VerifyResult } from './schemas.js'
 import { VerifyUnavailable, verifyBackup } from './verify.js'
-import { Conflict, NotFound } from '../../lib/errors.js'
-import { allOf, decodeCursor, type Page, toPage } from '../../lib/pagination.js'
-
-export interface Backup {
-  id: number
-  kind: BackupKind
-  database: string
-  /** Relative to BACKUP_DIR. */
-  file: string
-  bytes: number
-  sha256: string
-  runId: number | null
-  createdAt: string
-  verifiedAt: string | null
-  verifyResult: JsonValue | null
-}
-
-export interface StoredBackup extends Backup {
-  setDir: string
-  format: BackupFormat
-}
 
 interface BackupRow {
   id: string
@@ -43,7 +25,7 @@ interface BackupRow {
   runId: string | null
   createdAt: Date
   verifiedAt: Date | null
-  verifyResult: JsonValue | null
+  verifyResult: VerifyResult | null
 }
 
 export interface NewBackup {
@@ -198,8 +180,7 @@ export function createBackupsService(sql: Sql, config: Config, log?: FastifyBase
       return await deleteRows(kind, { setDirs: retire })
     },
 
-    /** Deletes one backup: its row, then its file (and its set directory once empty). */
-    /** Deletes one backup (row, then file) and returns what it was. */
+    /** Deletes one backup: its row, then its file (and its set directory once empty); returns what it was. */
     async remove(id: number): Promise<Backup> {
       const backup = await get(id)
       if (!backup) throw new NotFound(`backup ${id} does not exist`)

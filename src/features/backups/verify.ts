@@ -10,6 +10,7 @@ import type { Config } from '../../config.js'
 import { compareContents, countTables, readDumpContents, type TableCounts } from './contents.js'
 import { resolveInside } from './files.js'
 import { runTool, startTool, toolFailure } from './process.js'
+import type { StoredBackup, VerifyResult } from './schemas.js'
 import {
   BackupError,
   connectionEnv,
@@ -18,26 +19,11 @@ import {
   serverVersion,
   type Tool,
 } from './tools.js'
-import type { StoredBackup } from './store.js'
 
 export interface VerifyDeps {
   sql: Sql
   config: Config
   signal: AbortSignal
-}
-
-export interface VerifyResult {
-  ok: boolean
-  /** ok, mismatch, or missing (no file). */
-  checksum: 'ok' | 'mismatch' | 'missing'
-  restoredWith?: 'psql' | 'pg_restore'
-  tables?: number
-  rows?: number
-  missingTables?: string[]
-  extraTables?: string[]
-  countMismatches?: Array<{ table: string; dump: number; restored: number }>
-  error?: { code: string; message: string }
-  durationMs: number
 }
 
 /** The check could not be carried out here (no client tools, no right to create a database). */

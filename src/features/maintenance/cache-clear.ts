@@ -15,6 +15,7 @@ export const cacheClear = defineJob({
   ),
   timeoutMs: 10 * 60_000,
   maxAttempts: 1,
+  schedules: [{ name: 'cache-clear', cron: '0 3 * * *' }],
   async run({ args, sql, signal, config, log }) {
     const batch = config.cacheClearBatch
     const all = args.all === true

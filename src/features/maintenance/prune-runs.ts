@@ -25,6 +25,8 @@ export const pruneRuns = defineJob({
   ),
   timeoutMs: 30 * 60_000,
   maxAttempts: 2,
+  // Not in the seed: keeps job_runs bounded (RUNS_RETENTION_DAYS).
+  schedules: [{ name: 'prune-runs', cron: '30 0 * * *' }],
   async run({ args, sql, signal, config, log }) {
     const days = args.olderThanDays ?? config.runsRetentionDays
     let deleted = 0

@@ -3,11 +3,11 @@
 // registry_snapshots, with what changed since the previous snapshot of the same directory.
 import fs from 'node:fs/promises'
 import { Type } from 'typebox'
-import { createRegistryService } from './store.js'
+import { defineJob } from '../../engine/job.js'
 import { analyzeTree } from './analyze.js'
 import { diffSnapshots, diffSummary } from './diff.js'
+import { createRegistryService } from './store.js'
 import { jobTrends } from './trends.js'
-import { defineJob } from '../../engine/job.js'
 
 export const registrySync = defineJob({
   name: 'registry-sync',
@@ -25,6 +25,7 @@ export const registrySync = defineJob({
   ),
   timeoutMs: 30 * 60_000,
   maxAttempts: 2,
+  schedules: [{ name: 'registry-sync', cron: '0 4 * * *' }],
   async run({ args, sql, signal, config, log, runId }) {
     const sourceDir = config.registrySourceDir
     const stat = await fs.stat(sourceDir).catch(() => null)

@@ -3,14 +3,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errors, IdParams, ListQuery, Page } from '../../lib/schemas.js'
 import { RegistrySnapshotRef, RegistrySnapshotSummaryRef } from './schemas.js'
-import { createRegistryService } from './store.js'
 
 const SnapshotQuery = ListQuery({})
 
 const registry: FastifyPluginAsyncTypebox = async (app) => {
-  // Made on first use: the OpenAPI generator builds these routes without a database.
-  const service = () => createRegistryService(app.sql)
-
   app.get(
     '/registry/snapshots',
     {
@@ -22,7 +18,7 @@ const registry: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: Page(RegistrySnapshotSummaryRef), ...errors(400) },
       },
     },
-    async (request) => await service().list(request.query.limit ?? 50, request.query.cursor),
+    async (request) => await app.registry.list(request.query.limit ?? 50, request.query.cursor),
   )
 
   // A static segment: find-my-way matches it before the parametric /:id route.
@@ -35,7 +31,7 @@ const registry: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: RegistrySnapshotRef, ...errors(404) },
       },
     },
-    async (_request, reply) => (await service().latest()) ?? reply.notFound('no registry snapshot yet'),
+    async (_request, reply) => (await app.registry.latest()) ?? reply.notFound('no registry snapshot yet'),
   )
 
   app.get(
@@ -49,7 +45,7 @@ const registry: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const snapshot = await service().get(request.params.id)
+      const snapshot = await app.registry.get(request.params.id)
       return snapshot ?? reply.notFound(`registry snapshot ${request.params.id} does not exist`)
     },
   )

@@ -1,7 +1,7 @@
 // Registry snapshots (registry_snapshots): what registry-sync found in a source tree, one row per
 // run, written once and then only read.
 import type { Sql } from 'postgres'
-import type { JsonValue } from '../../engine/job.js'
+import type { JsonValue } from '../../lib/json.js'
 import { decodeCursor, type Page, toPage } from '../../lib/pagination.js'
 import type { FileRecord, SnapshotParts } from './diff.js'
 

@@ -3,8 +3,6 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { errors, IdParams, Limit, ListQuery, Nullable, Page } from '../../lib/schemas.js'
 import { SearchHit, TemplateRef, TemplateSummaryRef } from './schemas.js'
-import { createEmbedder } from './embeddings/index.js'
-import { createTemplatesService } from './store.js'
 import { searchTemplates } from './search.js'
 
 const TemplateQuery = ListQuery({})
@@ -24,9 +22,6 @@ const SearchReply = Type.Object({
 })
 
 const templates: FastifyPluginAsyncTypebox = async (app) => {
-  // Made on first use: the OpenAPI generator builds these routes without a database.
-  const service = () => createTemplatesService(app.sql)
-
   app.get(
     '/templates',
     {
@@ -37,7 +32,7 @@ const templates: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: Page(TemplateSummaryRef), ...errors(400) },
       },
     },
-    async (request) => await service().list(request.query.limit ?? 50, request.query.cursor),
+    async (request) => await app.templates.list(request.query.limit ?? 50, request.query.cursor),
   )
 
   // A static segment: find-my-way matches it before the parametric /:id route.
@@ -56,7 +51,7 @@ const templates: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const { q, limit = 10 } = request.query
-      return await searchTemplates(service(), createEmbedder(app.config), q, limit)
+      return await searchTemplates(app.templates, app.templateEmbedder, q, limit)
     },
   )
 
@@ -71,7 +66,7 @@ const templates: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const template = await service().get(request.params.id)
+      const template = await app.templates.get(request.params.id)
       return template ?? reply.notFound(`template ${request.params.id} does not exist`)
     },
   )

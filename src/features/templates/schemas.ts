@@ -1,5 +1,5 @@
 // Templates as the API shows them: summaries in lists, the full text for one, search hits.
-import { Type } from 'typebox'
+import { type Static, Type } from 'typebox'
 import { JsonObject, Nullable, Timestamp } from '../../lib/schemas.js'
 
 const Embedding = Type.Object(
@@ -51,3 +51,8 @@ export const SearchHit = Type.Object({
 
 export const TemplateRef = Type.Ref('Template')
 export const TemplateSummaryRef = Type.Ref('TemplateSummary')
+
+export type TemplateSummary = Static<typeof TemplateSummary>
+export type Template = Static<typeof Template>
+export type SearchHit = Static<typeof SearchHit>
+export type EmbeddingInfo = Static<typeof Embedding>

@@ -1,6 +1,7 @@
 // Search: embed the query with the configured provider, rank stored vectors of the same model.
-import { type Embedder, EmbeddingError } from './embeddings/index.js'
-import type { SearchHit, TemplatesService } from './store.js'
+import { type Embedder, EmbeddingError } from './embeddings/embedder.js'
+import type { SearchHit } from './schemas.js'
+import type { TemplatesService } from './store.js'
 
 export interface SearchResult {
   items: SearchHit[]

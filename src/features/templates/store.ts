@@ -3,50 +3,15 @@
 // Vectors go in pgvector's column when the database has it (src/db/vector.ts), else in real[].
 import type { Sql } from 'postgres'
 import { vectorSchema } from '../../db/vector.js'
-import type { JsonValue } from '../../engine/job.js'
 import { decodeCursor, type Page, toPage } from '../../lib/pagination.js'
-
-export interface EmbeddingInfo {
-  model: string
-  dimensions: number
-  embeddedAt: string
-  /** The template changed since: its content hash differs from the one the vector was made from. */
-  stale: boolean
-  storage: 'vector' | 'real[]'
-}
-
-export interface TemplateSummary {
-  id: number
-  path: string
-  name: string
-  format: string
-  metadata: JsonValue
-  sha256: string
-  createdAt: string
-  updatedAt: string
-  syncedAt: string
-  embedding: EmbeddingInfo | null
-}
-
-export interface Template extends TemplateSummary {
-  body: string
-}
-
-export interface SearchHit {
-  id: number
-  path: string
-  name: string
-  format: string
-  score: number
-  stale: boolean
-}
+import type { SearchHit, Template, TemplateSummary } from './schemas.js'
 
 interface TemplateRow {
   id: string
   path: string
   name: string
-  format: string
-  metadata: JsonValue
+  format: TemplateSummary['format']
+  metadata: TemplateSummary['metadata']
   body?: string
   sha256: string
   createdAt: Date

@@ -2,7 +2,7 @@
 // delete rows whose file is gone, and leave the rest untouched unless forced. All writes happen in
 // one transaction, so a failure leaves the table exactly as it was.
 import type { Sql, TransactionSql } from 'postgres'
-import type { JsonValue } from '../../engine/job.js'
+import type { JsonValue } from '../../lib/json.js'
 import { type FileWarning, findTemplateFiles, type ParsedTemplate, readTemplate } from './files.js'
 
 export interface SyncResult {

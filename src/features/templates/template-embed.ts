@@ -2,9 +2,10 @@
 // whose embedding is missing or stale (or for all with {"missing": false}), batch by batch, each
 // batch committed as it completes so an interrupted run keeps its progress.
 import { Type } from 'typebox'
-import { createEmbedder, type Embedder, EmbeddingError, embeddingText } from './embeddings/index.js'
-import { createTemplatesService, type ToEmbed } from './store.js'
 import { defineJob } from '../../engine/job.js'
+import { createEmbedder } from './embeddings/create.js'
+import { type Embedder, EmbeddingError, embeddingText } from './embeddings/embedder.js'
+import { createTemplatesService, type ToEmbed } from './store.js'
 
 /** Batch errors kept in the result; the rest are only counted. */
 const MAX_ERRORS = 10
@@ -25,6 +26,8 @@ export const templateEmbed = defineJob({
   ),
   timeoutMs: 60 * 60_000,
   maxAttempts: 2,
+  // Sundays, after the nightly template-sync.
+  schedules: [{ name: 'template-embed', cron: '0 5 * * 0', args: { missing: true } }],
   async run({ args, sql, signal, config, log }) {
     const embedder = createEmbedder(config)
     const templates = createTemplatesService(sql)

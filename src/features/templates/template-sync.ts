@@ -1,8 +1,8 @@
 // template-sync: the seed's `mix templates.sync --force`. Makes the templates table match the files
 // under TEMPLATES_DIR in one transaction; files that cannot be parsed are reported, not fatal.
 import { Type } from 'typebox'
-import { syncTemplates } from './sync.js'
 import { defineJob } from '../../engine/job.js'
+import { syncTemplates } from './sync.js'
 
 export const templateSync = defineJob({
   name: 'template-sync',
@@ -20,6 +20,7 @@ export const templateSync = defineJob({
   ),
   timeoutMs: 10 * 60_000,
   maxAttempts: 1,
+  schedules: [{ name: 'template-sync', cron: '0 2 * * *', args: { force: true } }],
   async run({ args, sql, signal, config, log }) {
     const result = await syncTemplates(sql, config.templatesDir, { force: args.force === true, signal })
     const { warnings, ...counts } = result

@@ -1,32 +1,9 @@
 // The audit log: who changed or triggered what, when, with the values before and after. Rows are
 // only ever inserted; the API reads them newest first with keyset pagination.
 import type { Sql } from 'postgres'
-import type { JsonValue } from '../../engine/job.js'
+import type { JsonValue } from '../../lib/json.js'
 import { allOf, decodeCursor, type Page, toPage } from '../../lib/pagination.js'
-
-export const AUDIT_ACTIONS = [
-  'schedule.create',
-  'schedule.update',
-  'schedule.delete',
-  'job.trigger',
-  'run.cancel',
-  'backup.delete',
-  'backup.verify',
-  'token.create',
-  'token.revoke',
-] as const
-export type AuditAction = (typeof AUDIT_ACTIONS)[number]
-
-export interface AuditEntry {
-  id: number
-  at: string
-  actor: string
-  action: AuditAction
-  target: string | null
-  before: JsonValue | null
-  after: JsonValue | null
-  instance: string | null
-}
+import type { AuditAction, AuditEntry } from './schemas.js'
 
 export interface AuditInput {
   actor: string

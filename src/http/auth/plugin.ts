@@ -7,17 +7,13 @@ import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../../config.js'
 import { errors } from '../../lib/schemas.js'
-import { type Audit, createAudit } from './audit.js'
-import {
-  createTokens,
-  type Principal,
-  type Role,
-  roleAtLeast,
-  TOKEN_CHANNEL,
-  type Tokens,
-} from './tokens.js'
+import { type Audit, type AuditInput, createAudit } from './audit.js'
+import type { AuditAction } from './schemas.js'
+import { createTokens, type Principal, type Role, roleAtLeast, TOKEN_CHANNEL, type Tokens } from './tokens.js'
 
 export type Access = 'public' | Role
+
+type AuditChange = Omit<AuditInput, 'actor' | 'action'>
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -27,6 +23,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Who sent the request (null on public routes). */
     principal: Principal | null
+    /** Records in the audit log what this request changed or triggered, as its token's name. */
+    audit(action: AuditAction, change?: AuditChange): Promise<void>
   }
   interface FastifyContextConfig {
     access?: Access
@@ -37,7 +35,7 @@ declare module 'fastify' {
 export const ACCESS: Record<string, Access> = {
   'GET /health': 'public',
   'GET /ready': 'public',
-  'GET /metrics': 'public', // closed by METRICS_TOKEN when set (src/routes/metrics.ts)
+  'GET /metrics': 'public', // closed by METRICS_TOKEN when set (src/monitoring/routes/metrics.ts)
   'GET /openapi.json': 'public',
   'GET /': 'public', // the dashboard page: it asks for a token and calls the API with it
 
@@ -110,6 +108,12 @@ export default fp<AuthOptions>(
     const audit = createAudit(app.sql, config.instanceId)
     app.decorate('tokens', tokens)
     app.decorate('audit', audit)
+    app.decorateRequest(
+      'audit',
+      function (this: FastifyRequest, action: AuditAction, change: AuditChange = {}) {
+        return audit.record({ ...change, actor: actorOf(this), action })
+      },
+    )
     const failures = failureLimiter(config.authFailuresPerMinute)
 
     app.addHook('onRequest', async (request, reply) => {
@@ -176,7 +180,7 @@ function describeAccess(route: RouteOptions, mutationsPerMinute: number): void {
   const access = accessOf(method, route.url)
   if (access === undefined) {
     throw new Error(
-      `route ${method} ${route.url} has no access rule: add it to ACCESS in src/plugins/auth.ts`,
+      `route ${method} ${route.url} has no access rule: add it to ACCESS in src/http/auth/plugin.ts`,
     )
   }
   const changes = methods.some((m) => m !== 'GET' && m !== 'HEAD') && access !== 'public'

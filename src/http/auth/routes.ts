@@ -1,9 +1,11 @@
 // Tokens (admin), the caller's own identity, and the audit log (admin).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { errors, ListQuery, Page, Timestamp } from '../../lib/schemas.js'
 import { actorOf } from './plugin.js'
 import { AuditAction, Principal, Role, TokenName } from './schemas.js'
-import { errors, ListQuery, Page, Timestamp } from '../../lib/schemas.js'
+
+export const ACCESS_TAG = { name: 'access', description: "Tokens, the caller's identity, the audit log" }
 
 const TokenRef = Type.Ref('Token')
 
@@ -48,9 +50,8 @@ const access: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const actor = actorOf(request)
-      const { token, info } = await app.tokens.create({ ...request.body, createdBy: actor })
-      await app.audit.record({ actor, action: 'token.create', target: info.name, after: info })
+      const { token, info } = await app.tokens.create({ ...request.body, createdBy: actorOf(request) })
+      await request.audit('token.create', { target: info.name, after: info })
       return reply.code(201).send({ name: info.name, role: info.role, token, createdAt: info.createdAt })
     },
   )
@@ -81,7 +82,7 @@ const access: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const before = await app.tokens.revoke(request.params.name)
-      await app.audit.record({ actor: actorOf(request), action: 'token.revoke', target: before.name, before })
+      await request.audit('token.revoke', { target: before.name, before })
       return reply.code(204).send(null)
     },
   )

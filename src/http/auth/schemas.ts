@@ -1,7 +1,7 @@
-import { Type } from 'typebox'
-import { AUDIT_ACTIONS } from './audit.js'
-import { ROLES } from './tokens.js'
+// Tokens, principals and audit entries as the API shows them; the TypeScript types derive from these.
+import { type Static, Type } from 'typebox'
 import { Json, Nullable, Timestamp } from '../../lib/schemas.js'
+import { ROLES } from './tokens.js'
 
 export const Role = Type.Enum([...ROLES], { description: 'viewer < operator < admin' })
 
@@ -27,6 +27,18 @@ export const Principal = Type.Object({
   role: Role,
 })
 
+export const AUDIT_ACTIONS = [
+  'schedule.create',
+  'schedule.update',
+  'schedule.delete',
+  'job.trigger',
+  'run.cancel',
+  'backup.delete',
+  'backup.verify',
+  'token.create',
+  'token.revoke',
+] as const
+
 export const AuditAction = Type.Enum([...AUDIT_ACTIONS])
 
 export const AuditEntry = Type.Object(
@@ -42,3 +54,6 @@ export const AuditEntry = Type.Object(
   },
   { $id: 'AuditEntry' },
 )
+
+export type AuditAction = Static<typeof AuditAction>
+export type AuditEntry = Static<typeof AuditEntry>

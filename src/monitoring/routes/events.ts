@@ -1,5 +1,5 @@
 // Live view: run state changes as Server-Sent Events, from every instance sharing the database
-// (relayed through LISTEN/NOTIFY by src/services/run-events.ts). `curl -N` or a browser's
+// (relayed through LISTEN/NOTIFY by src/engine/run-events.ts). `curl -N` or a browser's
 // EventSource can watch jobs run without polling.
 import { PassThrough } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'

@@ -2,6 +2,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 
+export const HEALTH_TAG = { name: 'health', description: 'Probes' }
+
 const Readiness = Type.Object({
   status: Type.Enum(['ready', 'unavailable']),
   database: Type.Enum(['ok', 'unreachable']),

@@ -1,7 +1,7 @@
 // The `http` embedding provider: any OpenAI-compatible server (`POST /v1/embeddings` with
 // `{model, input}` → `{data: [{index, embedding}]}`). Retries 429 and 5xx with exponential backoff,
 // honouring Retry-After; checks the reply's shape before a vector is trusted.
-import { type Embedder, EmbeddingError, normalize } from './index.js'
+import { type Embedder, EmbeddingError, normalize } from './embedder.js'
 
 export interface HttpEmbedderOptions {
   /** Base URL, with or without a trailing /v1. */

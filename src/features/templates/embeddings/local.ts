@@ -1,8 +1,8 @@
 // The `local` embedding provider: a deterministic lexical embedding, not a neural model. Word
 // unigrams and bigrams and character trigrams are hashed into 384 signed buckets (feature hashing)
 // and the vector is scaled to unit length, so texts sharing words and word parts score high.
-import type { Embedder } from './index.js'
-import { normalize } from './index.js'
+import type { Embedder } from './embedder.js'
+import { normalize } from './embedder.js'
 
 export const LOCAL_MODEL = 'steward-lexical-v1'
 export const LOCAL_DIMENSIONS = 384

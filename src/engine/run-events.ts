@@ -4,7 +4,8 @@
 // connection loss) and fans the changes out to its subscribers: SSE clients, the alert loop.
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
-import { type Run, toRun } from '../engine/run-store.js'
+import type { JsonValue } from '../lib/json.js'
+import { type Run, toRun } from './run-store.js'
 
 export const RUNS_CHANNEL = 'steward_runs'
 
@@ -45,7 +46,7 @@ export function runFromRowJson(row: Record<string, unknown>): Run {
     runAfter: date(row.run_after),
     startedAt: date(row.started_at),
     finishedAt: date(row.finished_at),
-    result: (row.result ?? null) as Run['result'],
+    result: (row.result ?? null) as JsonValue | null,
     error: (row.error ?? null) as Run['error'],
     instance: (row.instance as string | null) ?? null,
   })

@@ -1,8 +1,5 @@
-// Embedding providers behind one interface: `local` (lexical, no dependencies, the default) and
-// `http` (any OpenAI-compatible /v1/embeddings server, chosen by setting EMBEDDINGS_URL).
-import type { Config } from '../../../config.js'
-import { createHttpEmbedder } from './http.js'
-import { createLocalEmbedder } from './local.js'
+// What every embedding provider is: the interface the template-embed job and search use, its error,
+// and the helpers providers share.
 
 export interface Embedder {
   provider: 'local' | 'http'
@@ -18,16 +15,6 @@ export interface Embedder {
 export class EmbeddingError extends Error {
   override name = 'EmbeddingError'
   readonly code = 'embedding_failed'
-}
-
-export function createEmbedder(config: Config): Embedder {
-  if (!config.embeddingsUrl) return createLocalEmbedder()
-  return createHttpEmbedder({
-    url: config.embeddingsUrl,
-    model: config.embeddingsModel,
-    apiKey: config.embeddingsApiKey,
-    batchSize: config.embeddingsBatch,
-  })
 }
 
 /** Scales to unit length, so cosine similarity is a dot product; a zero vector stays zero. */
