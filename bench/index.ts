@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { backup } from './backup.js'
+import { backupOffsite } from './backup-offsite.js'
 import { claimOverhead } from './claim-overhead.js'
 import { download } from './download.js'
 import { fireLateness } from './fire-lateness.js'
@@ -23,6 +24,7 @@ const BENCHMARKS: [string, (bench: Bench) => Promise<Result>][] = [
   ['run-history', runHistory],
   ['trigger', trigger],
   ['backup', backup],
+  ['backup-offsite', backupOffsite],
   ['download', download],
   ['footprint', footprint],
 ]
@@ -58,7 +60,7 @@ async function main(): Promise<number> {
       }
       await Promise.all([
         runLane(lane(['fire-lateness', 'run-history', 'trigger'])),
-        runLane(lane(['pg-boss', 'claim-overhead', 'backup', 'download', 'footprint'])),
+        runLane(lane(['pg-boss', 'claim-overhead', 'backup', 'backup-offsite', 'download', 'footprint'])),
       ])
     } else {
       for (const benchmark of selected) await runOne(benchmark)

@@ -55,9 +55,20 @@ export interface BuildOptions {
 }
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
-  const { documentationOnly } = options
+  const app = createFastify(config, options.logger)
+  try {
+    await registerAll(app, config, options)
+  } catch (err) {
+    // A plugin refused to start (a bad key, say): release what the others opened (the pool).
+    await app.close().catch(() => {})
+    throw err
+  }
+  return app
+}
+
+function createFastify(config: Config, logger: BuildOptions['logger']) {
   const app = Fastify({
-    logger: withRedaction(options.logger),
+    logger: withRedaction(logger),
     // Reject unknown fields instead of silently dropping them (a typo should be a 400); numbers in
     // JSON bodies must be finite (JSON.parse turns 1e400 into Infinity).
     ajv: { customOptions: { removeAdditional: false, strictNumbers: true } },
@@ -68,6 +79,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     connectionTimeout: 120_000,
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.decorate('config', config)
+  return app
+}
+
+async function registerAll(app: FastifyInstance, config: Config, options: BuildOptions): Promise<void> {
+  const { documentationOnly } = options
 
   await app.register(sensible)
   const schemas = [
@@ -106,5 +122,4 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(dashboard)
   await app.register(events)
   await app.register(metrics)
-  return app
 }

@@ -20,6 +20,17 @@ export const ConfigSchema = Type.Object({
   BACKUP_FORMAT: Type.Enum(['plain', 'custom'], { default: 'plain' }),
   BACKUP_COMPRESS: Type.Enum(['none', 'gzip'], { default: 'none' }),
   BACKUP_PG_BIN_DIR: Type.Optional(Type.String({ minLength: 1 })),
+  BACKUP_KEEP_WEEKLY: Type.Integer({ minimum: 0, default: 0 }),
+  BACKUP_KEEP_MONTHLY: Type.Integer({ minimum: 0, default: 0 }),
+  BACKUP_REMOTE_URL: Type.Optional(Type.String({ pattern: '^s3://[^/]+' })),
+  BACKUP_REMOTE_FORCE_PATH_STYLE: Type.Boolean({ default: false }),
+  BACKUP_REMOTE_KEEP_HOURLY: Type.Integer({ minimum: 0, default: 24 }),
+  BACKUP_REMOTE_KEEP_DAILY: Type.Integer({ minimum: 0, default: 7 }),
+  BACKUP_REMOTE_KEEP_WEEKLY: Type.Integer({ minimum: 0, default: 4 }),
+  BACKUP_REMOTE_KEEP_MONTHLY: Type.Integer({ minimum: 0, default: 12 }),
+  BACKUP_AGE_RECIPIENTS: Type.Optional(Type.String({ minLength: 1 })),
+  BACKUP_AGE_RECIPIENTS_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  BACKUP_AGE_IDENTITY_FILE: Type.Optional(Type.String({ minLength: 1 })),
   TEMPLATES_DIR: Type.String({ minLength: 1, default: './templates_data' }),
   EMBEDDINGS_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
   EMBEDDINGS_MODEL: Type.String({ minLength: 1, default: 'Qodo/Qodo-Embed-1-1.5B' }),
@@ -71,6 +82,19 @@ export interface Config {
   backupCompress: 'none' | 'gzip'
   /** Where pg_dump, pg_restore and psql are; unset: PATH, then /usr/lib/postgresql/<major>/bin. */
   backupPgBinDir?: string
+  /** Local retention beyond hourly/daily: the newest daily set of each of this many ISO weeks / months. */
+  backupKeepWeekly: number
+  backupKeepMonthly: number
+  /** Off-site copies (s3://bucket/prefix); credentials, region and endpoint from the AWS SDK's variables. */
+  backupRemoteUrl?: string
+  backupRemoteForcePathStyle: boolean
+  /** Off-site retention: hourly and daily sets, plus the newest daily of each ISO week and month. */
+  backupRemoteKeep: { hourly: number; daily: number; weekly: number; monthly: number }
+  /** age public keys (age1…), comma-separated, and/or a file of them; set: every file is encrypted. */
+  backupAgeRecipients?: string
+  backupAgeRecipientsFile?: string
+  /** An age identity file: restore checks and drills decrypt with it (else they check size and sha256). */
+  backupAgeIdentityFile?: string
   templatesDir: string
   /** OpenAI-compatible embeddings server (with or without /v1); unset: the local lexical embedder. */
   embeddingsUrl?: string
@@ -186,6 +210,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     backupFormat: e.BACKUP_FORMAT,
     backupCompress: e.BACKUP_COMPRESS,
     backupPgBinDir: e.BACKUP_PG_BIN_DIR ? path.resolve(e.BACKUP_PG_BIN_DIR) : undefined,
+    backupKeepWeekly: e.BACKUP_KEEP_WEEKLY,
+    backupKeepMonthly: e.BACKUP_KEEP_MONTHLY,
+    backupRemoteUrl: e.BACKUP_REMOTE_URL,
+    backupRemoteForcePathStyle: e.BACKUP_REMOTE_FORCE_PATH_STYLE,
+    backupRemoteKeep: {
+      hourly: e.BACKUP_REMOTE_KEEP_HOURLY,
+      daily: e.BACKUP_REMOTE_KEEP_DAILY,
+      weekly: e.BACKUP_REMOTE_KEEP_WEEKLY,
+      monthly: e.BACKUP_REMOTE_KEEP_MONTHLY,
+    },
+    backupAgeRecipients: e.BACKUP_AGE_RECIPIENTS,
+    backupAgeRecipientsFile: e.BACKUP_AGE_RECIPIENTS_FILE
+      ? path.resolve(e.BACKUP_AGE_RECIPIENTS_FILE)
+      : undefined,
+    backupAgeIdentityFile: e.BACKUP_AGE_IDENTITY_FILE ? path.resolve(e.BACKUP_AGE_IDENTITY_FILE) : undefined,
     templatesDir: path.resolve(e.TEMPLATES_DIR),
     embeddingsUrl: e.EMBEDDINGS_URL,
     embeddingsModel: e.EMBEDDINGS_MODEL,

@@ -416,3 +416,91 @@ t.test('a real database outage: the alert loop and the run-event relay carry on'
   )
   t.ok(events.indexOf('event: gap\n') < events.indexOf(`"id":${last},"job":"boom"`), 'the gap came first')
 })
+
+t.test('a failure whose error code is drill_failed is alerted as drill_failed', async (t) => {
+  const drill = defineJob({
+    name: 'drill',
+    description: 'test: a restore drill that finds a broken backup',
+    args: Type.Object({}),
+    timeoutMs: 10_000,
+    maxAttempts: 1,
+    async run() {
+      throw Object.assign(new Error('1 of 1 file(s) did not pass: shop: checksum_mismatch'), {
+        code: 'drill_failed',
+        retryable: false,
+      })
+    },
+  })
+  const receiver = await startReceiver()
+  t.teardown(() => receiver.close())
+  const app = await buildTestApp(t, {
+    jobs: [...jobs, drill] as AnyJob[],
+    env: { ...FAST, SCHEDULER_ENABLED: 'false', ALERT_WEBHOOK_URL: receiver.url },
+  })
+  const run = (await app.inject({ method: 'POST', url: '/jobs/drill/runs', payload: {} })).json()
+  await finished(app, run.id)
+  const boomRun = (await app.inject({ method: 'POST', url: '/jobs/boom/runs', payload: {} })).json()
+  const alert = await eventually(async () => ofType(receiver.delivered(), 'drill_failed')[0], 15_000, 'alert')
+  t.match(alert.body, {
+    incident: `run-failed:${run.id}`,
+    text: `Steward: restore drill (run ${run.id} of drill) failed: 1 of 1 file(s) did not pass: shop`,
+    run: { id: run.id, error: { code: 'drill_failed' } },
+  })
+  await eventually(async () => ofType(receiver.delivered(), 'run_failed')[0], 15_000, 'the other alert')
+  const kinds = await app.sql`select kind, run_id::int from alerts order by id`
+  t.same(
+    kinds,
+    [
+      { kind: 'drill_failed', runId: run.id },
+      { kind: 'run_failed', runId: boomRun.id },
+    ],
+    'other codes stay run_failed',
+  )
+})
+
+t.test('a backup size anomaly is alerted once, by one instance; old ones are not replayed', async (t) => {
+  const receiver = await startReceiver()
+  t.teardown(() => receiver.close())
+  const databaseUrl = await createTestDatabase(t)
+  const env = { ...FAST, SCHEDULER_ENABLED: 'false', ALERT_WEBHOOK_URL: receiver.url }
+  const a = await buildTestApp(t, { jobs, databaseUrl, env: { ...env, INSTANCE_ID: 'a' } })
+  type Anomaly = { reason: string; bytes: number; medianBytes: number }
+  const insert = async (n: number, anomaly: Anomaly | null, age = '0') => {
+    const set = `hourly/backup_20261127_0${n}0000`
+    const [row] = await a.sql<{ id: number }[]>`
+      insert into backups (kind, database, file, set_dir, format, bytes, sha256, anomaly, created_at)
+      values ('hourly', 'shop', ${`${set}/shop.sql`}, ${set}, 'plain', 400, ${'a'.repeat(64)},
+              ${anomaly === null ? null : a.sql.json(anomaly)}, now() - ${age}::interval)
+      returning id::int`
+    return row?.id as number
+  }
+  await insert(1, { reason: 'smaller', bytes: 400, medianBytes: 1000 }, '7 hours')
+  await insert(2, null)
+  const flagged = await insert(3, { reason: 'smaller', bytes: 400, medianBytes: 1000 })
+  await buildTestApp(t, { jobs, databaseUrl, env: { ...env, INSTANCE_ID: 'b' } })
+  const alert = await eventually(
+    async () => ofType(receiver.delivered(), 'backup_anomaly')[0],
+    15_000,
+    'alert',
+  )
+  t.match(alert.body, {
+    incident: `backup-anomaly:${flagged}`,
+    text: `Steward: backup ${flagged} (shop, hourly/backup_20261127_030000/shop.sql) is 40 % of the median of its previous sets (400 bytes; median 1000 bytes)`,
+    backup: { id: flagged, kind: 'hourly', scope: 'database', database: 'shop', bytes: 400, runId: null },
+    anomaly: { reason: 'smaller', bytes: 400, medianBytes: 1000 },
+  })
+  // One flagged later is found by the next scans (their window follows the previous one).
+  const larger = await insert(4, { reason: 'larger', bytes: 4 * 1024 * 1024, medianBytes: 1024 * 1024 })
+  const second = await eventually(
+    async () => receiver.delivered().find((r) => r.body.incident === `backup-anomaly:${larger}`),
+    15_000,
+    'the second alert',
+  )
+  t.match(second.body.text, /is 400 % of the median of its previous sets \(4\.0 MiB; median 1\.0 MiB\)/)
+  await new Promise((r) => setTimeout(r, 500))
+  t.same(
+    ofType(receiver.requests, 'backup_anomaly').map((r) => r.body.incident),
+    [`backup-anomaly:${flagged}`, `backup-anomaly:${larger}`],
+    'once each across both instances; the 7 hour old one is not replayed',
+  )
+})

@@ -7,7 +7,16 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import t from 'tap'
-import { backUp, backupDir, backupsOf, connect, databaseName, fillDatabase } from './fixtures/backup-data.js'
+import {
+  backUp,
+  backupDir,
+  backupsOf,
+  connect,
+  databaseName,
+  fillDatabase,
+  globalsOf,
+  type MadeBackup,
+} from './fixtures/backup-data.js'
 import { buildTestApp, createTestDatabase, TEST_ADMIN_TOKEN } from './helper.js'
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
@@ -216,34 +225,49 @@ t.test('list: newest first, filters, keyset pages; delete removes row and file',
   const dir = await backupDir(t)
   const app = await buildTestApp(t, { env: { SCHEDULER_ENABLED: 'false', BACKUP_DIR: dir } })
   const made = []
-  for (const kind of ['hourly', 'daily', 'manual', 'hourly', 'manual'])
-    made.push(...backupsOf(await backUp(app, kind)))
+  const globals: Array<MadeBackup | undefined> = []
+  for (const kind of ['hourly', 'daily', 'manual', 'hourly', 'manual']) {
+    const run = await backUp(app, kind)
+    made.push(...backupsOf(run))
+    globals.push(globalsOf(run))
+  }
+  // Each set: its database dumps, then its globals.sql.
   const all = (await app.inject('/backups')).json()
+  const ids = made.flatMap((b, i) => [b.id, globals[i]?.id]).reverse()
   t.same(
     all.items.map((b: { id: number }) => b.id),
-    made.map((b) => b.id).reverse(),
+    ids,
+  )
+  t.same(
+    all.items.map((b: { scope: string }) => b.scope),
+    ids.map((_, i) => (i % 2 === 0 ? 'globals' : 'database')),
   )
   t.equal(all.nextCursor, null)
   t.same(Object.keys(all.items[0]).sort(), [
+    'anomaly',
     'bytes',
     'createdAt',
     'database',
+    'encrypted',
     'file',
     'id',
     'kind',
+    'local',
+    'remote',
     'runId',
+    'scope',
     'sha256',
     'verifiedAt',
     'verifyResult',
   ])
-  t.equal((await app.inject('/backups?kind=manual')).json().items.length, 2)
+  t.equal((await app.inject('/backups?kind=manual')).json().items.length, 4)
   t.equal((await app.inject('/backups?database=nope')).json().items.length, 0)
-  const page1 = (await app.inject('/backups?limit=2')).json()
-  const page2 = (await app.inject(`/backups?limit=2&cursor=${page1.nextCursor}`)).json()
-  const page3 = (await app.inject(`/backups?limit=2&cursor=${page2.nextCursor}`)).json()
+  const page1 = (await app.inject('/backups?limit=4')).json()
+  const page2 = (await app.inject(`/backups?limit=4&cursor=${page1.nextCursor}`)).json()
+  const page3 = (await app.inject(`/backups?limit=4&cursor=${page2.nextCursor}`)).json()
   t.same(
     [...page1.items, ...page2.items, ...page3.items].map((b: { id: number }) => b.id),
-    made.map((b) => b.id).reverse(),
+    ids,
   )
   t.equal(page3.nextCursor, null)
   for (const bad of [
@@ -261,10 +285,12 @@ t.test('list: newest first, filters, keyset pages; delete removes row and file',
   const del = await app.inject({ method: 'DELETE', url: `/backups/${victim?.id}` })
   t.equal(del.statusCode, 204)
   await t.rejects(fs.stat(file), 'file removed')
-  await t.rejects(fs.stat(path.dirname(file)), 'its set directory too, now empty')
+  t.ok(await fs.stat(path.dirname(file)), 'its set directory stays while globals.sql is in it')
   t.equal((await app.inject(`/backups/${victim?.id}`)).statusCode, 404)
   t.equal((await app.inject({ method: 'DELETE', url: `/backups/${victim?.id}` })).statusCode, 404)
-  t.equal((await app.inject('/backups')).json().items.length, 4)
+  t.equal((await app.inject({ method: 'DELETE', url: `/backups/${globals[0]?.id}` })).statusCode, 204)
+  await t.rejects(fs.stat(path.dirname(file)), 'the set directory goes with its last file')
+  t.equal((await app.inject('/backups')).json().items.length, 8)
 })
 
 t.test('the endpoints are in the OpenAPI document', async (t) => {

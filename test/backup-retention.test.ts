@@ -3,7 +3,7 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import t from 'tap'
-import { backUp, backupDir, backupsOf, listFiles } from './fixtures/backup-data.js'
+import { backUp, backupDir, backupsOf, dumpsIn, listFiles } from './fixtures/backup-data.js'
 import { buildTestApp, createTestDatabase } from './helper.js'
 
 const setsOnDisk = async (dir: string, kind: string) =>
@@ -25,7 +25,7 @@ t.test('hourly and daily sets are pruned to their limits; manual sets are kept',
   for (const set of hourly) t.match(set, /^hourly\/backup_\d{8}_\d{6}(_\d+)*$/)
   const kept = hourly.slice(2).map((s) => path.basename(s))
   t.same(await setsOnDisk(dir, 'hourly'), kept.sort(), 'the six newest sets stay on disk')
-  const listed = (await app.inject('/backups?kind=hourly')).json().items
+  const listed = dumpsIn((await app.inject('/backups?kind=hourly')).json().items)
   t.equal(listed.length, 6, 'and in the API')
   t.same(
     listed.map((b: { file: string }) => path.dirname(b.file)),
@@ -38,9 +38,11 @@ t.test('hourly and daily sets are pruned to their limits; manual sets are kept',
   t.equal((await setsOnDisk(dir, 'daily')).length, 2, 'BACKUP_KEEP_DAILY=2')
   t.equal((await setsOnDisk(dir, 'manual')).length, 3, 'manual sets are never pruned')
   t.equal((await setsOnDisk(dir, 'hourly')).length, 6, 'other kinds untouched')
-  t.equal((await app.inject('/backups?limit=500')).json().items.length, 11, 'rows and files agree')
+  const rows = (await app.inject('/backups?limit=500')).json().items
+  t.equal(dumpsIn(rows).length, 11, 'rows and files agree')
+  t.equal(rows.length, 22, 'each set with its globals.sql')
   const files = await listFiles(dir)
-  t.equal(files.length, 11)
+  t.equal(files.length, 22)
   t.notOk(
     files.some((f) => path.basename(f).startsWith('.')),
     'no temporary files',
@@ -56,9 +58,9 @@ t.test('the newest verified set survives newer unverified ones', async (t) => {
   await app.sql`update backups set verify_result = '{"ok": true, "checksum": "ok", "durationMs": 1}', verified_at = now()
                 where set_dir = ${first.result?.set as string}`
   for (let i = 0; i < 3; i++) await backUp(app, 'hourly')
-  const sets = (await app.inject('/backups?kind=hourly'))
-    .json()
-    .items.map((b: { file: string }) => path.dirname(b.file))
+  const sets = dumpsIn((await app.inject('/backups?kind=hourly')).json().items).map((b: { file: string }) =>
+    path.dirname(b.file),
+  )
   t.equal(sets.length, 3, 'two newest, plus the newest verified one')
   t.equal(sets[2], first.result?.set)
   t.same(await setsOnDisk(dir, 'hourly'), sets.map((s: string) => path.basename(s)).sort())
@@ -70,7 +72,7 @@ t.test('a failed run removes what it wrote, keeps every older set, and prunes no
   const app = await buildTestApp(t, { databaseUrl, env: { SCHEDULER_ENABLED: 'false', BACKUP_DIR: dir } })
   for (let i = 0; i < 6; i++) await backUp(app, 'hourly')
   const before = await listFiles(dir)
-  t.equal(before.length, 6)
+  t.equal(before.length, 12, 'six dumps, six globals.sql')
 
   await app.close() // one instance at a time: another may pick up this one's run
   // A smaller limit: were retention to run after the failure, it would prune.
@@ -95,5 +97,9 @@ t.test('a failed run removes what it wrote, keeps every older set, and prunes no
   t.same(backupsOf(run), [])
   t.same(await listFiles(dir), before, 'the first database of the set is removed too; older sets untouched')
   t.equal((await setsOnDisk(dir, 'hourly')).length, 6, 'no empty set directory left')
-  t.equal((await failing.inject('/backups?kind=hourly')).json().items.length, 6, 'no row, nothing pruned')
+  t.equal(
+    dumpsIn((await failing.inject('/backups?kind=hourly')).json().items).length,
+    6,
+    'no row, nothing pruned',
+  )
 })

@@ -6,10 +6,12 @@ import os from 'node:os'
 import path from 'node:path'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
-import { compareContents, readDumpContents } from '../src/features/backups/contents.js'
+import { anomalyOf, median } from '../src/features/backups/anomalies.js'
 import { contentDisposition, noneMatch, parseRange } from '../src/features/backups/download.js'
-import { dumpToFile } from '../src/features/backups/dump.js'
+import { dumpToFile, pgDumpArgs } from '../src/features/backups/dump.js'
 import { fileNameFor, resolveInside, stamp } from '../src/features/backups/files.js'
+import { sweepRestoreTemp } from '../src/features/backups/housekeeping.js'
+import { compareContents, readDumpContents } from '../src/features/backups/restore/contents.js'
 import type { StoredBackup } from '../src/features/backups/schemas.js'
 import {
   BackupError,
@@ -208,7 +210,7 @@ t.test('a pg_dump that ignores SIGTERM is killed, and its temporary file removed
   const controller = new AbortController()
   const dumping = dumpToFile({
     pgDump,
-    format: 'plain',
+    args: pgDumpArgs('plain'),
     env: {},
     file: path.join(dir, 'x.sql'),
     runId: '7',
@@ -223,4 +225,41 @@ t.test('a pg_dump that ignores SIGTERM is killed, and its temporary file removed
   t.ok(Date.now() - aborted >= 250, 'SIGTERM was ignored; SIGKILL came after the grace period')
   t.notOk(isAlive(pid))
   t.same(await fs.readdir(dir), [], 'no temporary file, no final file')
+})
+
+t.test('anomalies: far from the median of at least three previous sizes', async (t) => {
+  t.equal(median([3, 1, 2]), 2)
+  t.equal(median([4, 1, 3, 2]), 2.5)
+  t.equal(anomalyOf(10, [100, 100]), null, 'fewer than 3 previous sets: no verdict')
+  t.same(anomalyOf(49, [100, 100, 100]), { reason: 'smaller', bytes: 49, medianBytes: 100 })
+  t.equal(anomalyOf(50, [100, 100, 100]), null, '50 % is not below 50 %')
+  t.equal(anomalyOf(300, [100, 100, 100]), null)
+  t.equal(anomalyOf(315, [100, 90, 110, 5000]), null, 'the median, not the mean: one outlier moves nothing')
+  t.same(anomalyOf(316, [100, 90, 110, 5000]), { reason: 'larger', bytes: 316, medianBytes: 105 })
+})
+
+t.test('the temporary copies of interrupted restores are swept after a day', async (t) => {
+  const dir = await tempDir(t)
+  const tmp = path.join(dir, '.restore-tmp')
+  await fs.mkdir(tmp)
+  await fs.writeFile(path.join(tmp, 'old.tmp'), 'x')
+  await fs.writeFile(path.join(tmp, 'new.tmp'), 'x')
+  const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000)
+  await fs.utimes(path.join(tmp, 'old.tmp'), twoDaysAgo, twoDaysAgo)
+  const log = { info: () => {} } as unknown as Parameters<typeof sweepRestoreTemp>[1]
+  t.same(await sweepRestoreTemp(dir, log), ['old.tmp'])
+  t.same(await fs.readdir(tmp), ['new.tmp'])
+  t.same(await sweepRestoreTemp(path.join(dir, 'nowhere'), log), [], 'no directory, nothing to do')
+})
+
+t.test('downloads of encrypted files and of globals are named for what they hold', async (t) => {
+  const base = { id: 1, database: 'shop', setDir: 'manual/backup_20260102_030405', format: 'plain' }
+  t.equal(
+    contentDisposition({ ...base, scope: 'database', encrypted: true } as StoredBackup),
+    'attachment; filename="shop-20260102_030405.sql.age"',
+  )
+  t.equal(
+    contentDisposition({ ...base, scope: 'globals', encrypted: false } as StoredBackup),
+    'attachment; filename="globals-20260102_030405.sql"',
+  )
 })

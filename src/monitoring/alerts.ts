@@ -1,16 +1,19 @@
-// Alerts: a JSON POST to ALERT_WEBHOOK_URL when a run fails for good, when a schedule turns late and
-// when it recovers. A loop on every instance (when configured) records incidents in the `alerts`
-// table and delivers them:
+// Alerts: a JSON POST to ALERT_WEBHOOK_URL when a run fails for good (as drill_failed when its error
+// code is drill_failed, a failed restore drill), when a schedule turns late and when it recovers, and
+// when a backup is flagged with a size anomaly. A loop on every instance (when configured) records
+// incidents in the `alerts` table and delivers them:
 // - once per incident: each incident has a unique key (`run-failed:<id>`, `schedule-late:<name>:<
-//   since>`, `recovered:<late key>`), so the instance that notices first records it and the others'
-//   inserts do nothing; a recovery is recorded by the conditional update that resolves the open late
-//   incident, which only one instance can win;
+//   since>`, `recovered:<late key>`, `backup-anomaly:<backup id>`), so the instance that notices first
+//   records it and the others' inserts do nothing; a recovery is recorded by the conditional update
+//   that resolves the open late incident, which only one instance can win;
+// - generic: what a failure means comes from its run's error code (ALERT_KIND_BY_ERROR_CODE), and
+//   anomalies from the backups table's `anomaly` column, so monitoring imports no feature;
 // - one sender at a time: delivery (alert-delivery.ts) claims a due row with `for update skip
 //   locked` and leases it, so a crashed sender's alert is retried by anyone after the lease.
 //   Receivers may still see a repeat if a sender dies between the receiver's 200 and recording it:
 //   each POST carries `Idempotency-Key: <incident>`;
 // - retried with backoff (ALERT_RETRY_BASE_MS × 2^(n−1), at most 10 min, ALERT_MAX_ATTEMPTS tries);
-// - never in a run's way: runs only write job_runs; this loop finds final failures there later.
+// - never in a run's way: runs only write job_runs (and backups); this loop finds them there later.
 // The loop survives errors and database outages: each step catches, logs and waits for the next tick.
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
@@ -21,7 +24,15 @@ import type { JsonValue } from '../lib/json.js'
 import { createAlertDelivery } from './alert-delivery.js'
 import type { HealthReport, ScheduleHealth } from './schedule-health.js'
 
-export type AlertKind = 'run_failed' | 'schedule_late' | 'schedule_recovered'
+export type AlertKind =
+  | 'run_failed'
+  | 'schedule_late'
+  | 'schedule_recovered'
+  | 'drill_failed'
+  | 'backup_anomaly'
+
+/** A final failure with one of these error codes is its own kind of alert rather than run_failed. */
+const ALERT_KIND_BY_ERROR_CODE: Readonly<Record<string, AlertKind>> = { drill_failed: 'drill_failed' }
 
 export interface AlertsDeps {
   sql: Sql
@@ -59,6 +70,66 @@ export async function finalFailures(sql: Sql, since: Date): Promise<Run[]> {
   return rows.map((row) => toRun(row as never))
 }
 
+/** A backup flagged far smaller or larger than its predecessors (the backups table's `anomaly`). */
+export interface AnomalousBackup {
+  id: number
+  kind: string
+  scope: string
+  database: string
+  file: string
+  bytes: number
+  createdAt: string
+  runId: number | null
+  schedule: string | null
+  anomaly: { reason: string; bytes: number; medianBytes: number }
+}
+
+interface AnomalyRow extends Omit<AnomalousBackup, 'id' | 'bytes' | 'createdAt' | 'runId'> {
+  id: string
+  bytes: string
+  createdAt: Date
+  runId: string | null
+}
+
+/** Backups flagged since `since` that have no alert yet (the backups table is small: retention). */
+export async function unalertedAnomalies(sql: Sql, since: Date): Promise<AnomalousBackup[]> {
+  const rows = await sql<AnomalyRow[]>`
+    select b.id, b.kind, b.scope, b.database, b.file, b.bytes, b.created_at, b.run_id, r.schedule, b.anomaly
+    from backups b left join job_runs r on r.id = b.run_id
+    where b.anomaly is not null and b.created_at > ${since}
+      and not exists (select 1 from alerts a where a.incident = 'backup-anomaly:' || b.id)
+    order by b.id limit 100`
+  return rows.map((row) => ({
+    ...row,
+    id: Number(row.id),
+    bytes: Number(row.bytes),
+    createdAt: row.createdAt.toISOString(),
+    runId: row.runId === null ? null : Number(row.runId),
+  }))
+}
+
+const UNITS = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB']
+
+function size(bytes: number): string {
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return unit === 0 ? `${value} bytes` : `${value.toFixed(1)} ${UNITS[unit]}`
+}
+
+export function anomalyText(b: AnomalousBackup): string {
+  const { bytes, medianBytes } = b.anomaly
+  const share = medianBytes > 0 ? `${Math.round((bytes / medianBytes) * 100)} % of` : 'larger than'
+  const what = b.scope === 'globals' ? `roles of ${b.database}` : b.database
+  return (
+    `Steward: backup ${b.id} (${what}, ${b.file}) is ${share} the median of its previous sets ` +
+    `(${size(bytes)}; median ${size(medianBytes)}): check what changed before relying on it`
+  )
+}
+
 const describeSchedule = (s: Schedule) => ({ name: s.name, job: s.job, cron: s.cron, timezone: s.timezone })
 
 export function createAlerts({ sql, schedules, health, config, log }: AlertsDeps) {
@@ -67,7 +138,8 @@ export function createAlerts({ sql, schedules, health, config, log }: AlertsDeps
   const aborter = new AbortController()
   let ticking: Promise<void> | undefined
   let stopped = true
-  let scannedFrom: Date | undefined
+  /** Where each scan of new incidents got to (the start of its last successful pass). */
+  const scannedFrom = new Map<'failures' | 'anomalies', Date>()
   const delivery = createAlertDelivery({ sql, config, log, signal: aborter.signal, wakeIn })
 
   async function record(
@@ -92,26 +164,47 @@ export function createAlerts({ sql, schedules, health, config, log }: AlertsDeps
     return rows.length > 0
   }
 
-  async function scanFailures(): Promise<void> {
+  /** Runs `scan` from where the previous pass of it started (less an overlap), or LOOKBACK_MS ago. */
+  async function scanSince(which: 'failures' | 'anomalies', scan: (since: Date) => Promise<void>) {
     const started = new Date()
-    const since = scannedFrom
-      ? new Date(scannedFrom.getTime() - SCAN_OVERLAP_MS)
-      : new Date(Date.now() - LOOKBACK_MS)
-    for (const run of await finalFailures(sql, since)) {
-      const where = run.schedule ? ` (schedule ${run.schedule})` : ''
-      const why = run.error ? `${run.error.code}: ${run.error.message}` : 'no error recorded'
-      await record(
-        'run_failed',
-        `run-failed:${run.id}`,
-        {
-          text: `Steward: run ${run.id} of ${run.job}${where} failed after ${run.attempt} attempt(s): ${why}`,
-          run,
-        },
-        { schedule: run.schedule ?? undefined, runId: run.id },
-      )
-    }
-    scannedFrom = started
+    const previous = scannedFrom.get(which)
+    await scan(previous ? new Date(previous.getTime() - SCAN_OVERLAP_MS) : new Date(Date.now() - LOOKBACK_MS))
+    scannedFrom.set(which, started)
   }
+
+  async function recordFailure(run: Run): Promise<void> {
+    const where = run.schedule ? ` (schedule ${run.schedule})` : ''
+    const why = run.error ? `${run.error.code}: ${run.error.message}` : 'no error recorded'
+    const kind = (run.error && ALERT_KIND_BY_ERROR_CODE[run.error.code]) ?? 'run_failed'
+    const text =
+      kind === 'drill_failed'
+        ? `Steward: restore drill (run ${run.id} of ${run.job}${where}) failed: ${run.error?.message}`
+        : `Steward: run ${run.id} of ${run.job}${where} failed after ${run.attempt} attempt(s): ${why}`
+    await record(
+      kind,
+      `run-failed:${run.id}`,
+      { text, run },
+      { schedule: run.schedule ?? undefined, runId: run.id },
+    )
+  }
+
+  const scanFailures = () =>
+    scanSince('failures', async (since) => {
+      for (const run of await finalFailures(sql, since)) await recordFailure(run)
+    })
+
+  const scanAnomalies = () =>
+    scanSince('anomalies', async (since) => {
+      for (const backup of await unalertedAnomalies(sql, since)) {
+        const { anomaly, ...about } = backup
+        await record(
+          'backup_anomaly',
+          `backup-anomaly:${backup.id}`,
+          { text: anomalyText(backup), backup: about, anomaly },
+          { schedule: backup.schedule ?? undefined, runId: backup.runId ?? undefined },
+        )
+      }
+    })
 
   async function openLate(schedule: Schedule, report: HealthReport): Promise<void> {
     const incident = `schedule-late:${schedule.name}:${report.since.toISOString()}`
@@ -180,6 +273,7 @@ export function createAlerts({ sql, schedules, health, config, log }: AlertsDeps
   async function tickOnce(): Promise<void> {
     const steps: [string, () => Promise<void>][] = [
       ['scanning for failed runs', scanFailures],
+      ['scanning for backup anomalies', scanAnomalies],
       ['checking schedule health', checkSchedules],
       ['delivering alerts', deliverDue],
     ]

@@ -11,7 +11,9 @@
 //   `increase(steward_runs_total{state="failed"}[1h])` works;
 // - queued and running: the few unfinished rows, through the (state, id) index;
 // - last success and health per schedule: two probes per schedule of job_runs_schedule_outcome;
-// - backups: the backups table, which retention keeps small.
+// - backups: the backups table, which retention keeps small. "The newest backup of a database" means
+//   its newest database file (scope database): the roles file (globals.sql) of each set is recorded
+//   under the database it was dumped through, and counts only in stored bytes and anomalies.
 // The run duration histogram is per process, observed from this process's runner: Prometheus sums
 // the instances' histograms.
 import type { FastifyBaseLogger } from 'fastify'
@@ -35,6 +37,17 @@ export interface MetricsDeps {
 }
 
 const seconds = (d: Date) => d.getTime() / 1000
+
+/** One database's backups at a glance (bigints arrive as strings). */
+interface BackupSummary {
+  database: string
+  newestBytes: string | null
+  newestAt: Date | null
+  stored: string
+  anomalies: number
+  pending: number
+  verifiedAt: Date | null
+}
 
 export function createMetrics({ sql, schedules, health, runner, jobs, instanceId, log }: MetricsDeps) {
   const promRegistry = new Registry()
@@ -102,13 +115,37 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
     labelNames: ['database'],
     registers,
   })
+  const backupVerified = new Gauge({
+    name: 'steward_backup_last_verified_timestamp_seconds',
+    help:
+      'When a backup of each database last passed a restore check (backup-drill or POST /backups/{id}/verify; ' +
+      'an encrypted file checked without BACKUP_AGE_IDENTITY_FILE passes on size and sha256 alone)',
+    labelNames: ['database'],
+    registers,
+  })
+  const backupAnomalies = new Gauge({
+    name: 'steward_backup_anomalies',
+    help:
+      'Recorded backup files of each database flagged far smaller or larger than their previous sets ' +
+      '(a count that falls as retention removes them)',
+    labelNames: ['database'],
+    registers,
+  })
+  const uploadPending = new Gauge({
+    name: 'steward_backup_upload_pending',
+    help: 'Backup files of each database whose off-site copy is not uploaded yet (pending, or failed and to be retried)',
+    // Labelled, like the others, so a scrape that cannot read the database leaves it out instead of
+    // reporting an unlabelled 0 (prom-client prints a reset gauge without labels as 0).
+    labelNames: ['database'],
+    registers,
+  })
   const databaseUp = new Gauge({
     name: 'steward_metrics_database_up',
     help: '1 when the last scrape could read the cluster-wide metrics from the database',
     registers,
   })
   const clusterMetrics = [runsTotal, running, queued, lastSuccess, nextFire, scheduleHealth]
-  const backupMetrics = [backupBytes, backupAge, backupStored]
+  const backupMetrics = [backupBytes, backupAge, backupStored, backupVerified, backupAnomalies, uploadPending]
 
   const observe = (run: Run) => {
     // Only runs executed here: another instance's runs (rescued as abandoned, say) are in its own
@@ -162,16 +199,27 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
   }
 
   async function readBackups(): Promise<void> {
-    const rows = await sql<{ database: string; bytes: string; createdAt: Date; stored: string }[]>`
-      select distinct on (database) database, bytes, created_at,
-             sum(bytes) over (partition by database) as stored
-      from backups order by database, id desc`
+    const rows = await sql<BackupSummary[]>`
+      select database,
+             (array_agg(bytes order by id desc) filter (where scope = 'database'))[1] as newest_bytes,
+             (array_agg(created_at order by id desc) filter (where scope = 'database'))[1] as newest_at,
+             sum(bytes) as stored,
+             count(*) filter (where anomaly is not null)::int as anomalies,
+             count(*) filter (where remote_state in ('pending', 'failed'))::int as pending,
+             max(verified_at) filter (where scope = 'database' and verify_result->>'ok' = 'true') as verified_at
+      from backups group by database`
     for (const metric of backupMetrics) metric.reset()
     const now = Date.now()
     for (const row of rows) {
-      backupBytes.set({ database: row.database }, Number(row.bytes))
-      backupAge.set({ database: row.database }, Math.max(0, (now - row.createdAt.getTime()) / 1000))
-      backupStored.set({ database: row.database }, Number(row.stored))
+      const database = { database: row.database }
+      if (row.newestBytes !== null && row.newestAt !== null) {
+        backupBytes.set(database, Number(row.newestBytes))
+        backupAge.set(database, Math.max(0, (now - row.newestAt.getTime()) / 1000))
+      }
+      backupStored.set(database, Number(row.stored))
+      backupAnomalies.set(database, row.anomalies)
+      uploadPending.set(database, row.pending)
+      if (row.verifiedAt) backupVerified.set(database, seconds(row.verifiedAt))
     }
   }
 

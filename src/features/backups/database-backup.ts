@@ -1,12 +1,16 @@
-// database-backup: pg_dump of every database in BACKUP_DATABASES into one set,
-// BACKUP_DIR/<type>/backup_YYYYMMDD_HHMMSS/<db>.sql (the seed's BackupWorker layout), each file
-// checksummed, fsynced and recorded; then retention for hourly and daily sets. A set is all or
-// nothing: if any database fails, the files already written for it are removed and no row is kept.
+// database-backup: pg_dump of every database in BACKUP_DATABASES, and the server's roles
+// (pg_dumpall --globals-only), into one set, BACKUP_DIR/<type>/backup_YYYYMMDD_HHMMSS/ (the seed's
+// BackupWorker layout); each file age-encrypted when recipients are configured, checksummed,
+// fsynced and recorded. Then: size anomalies, local retention, the off-site upload of every file
+// still waiting (this set's included) and off-site retention. A set is all or nothing: if any dump
+// fails, the files already written for it are removed and no row is kept. A set that could not be
+// uploaded stays local and pending (retention keeps it) and the run fails with upload_failed.
 import path from 'node:path'
 import { Type } from 'typebox'
 import type { Config } from '../../config.js'
 import { defineJob, type JobContext } from '../../engine/job.js'
-import { dumpToFile } from './dump.js'
+import { flagAnomalies } from './anomalies.js'
+import { dumpToFile, pgDumpArgs } from './dump.js'
 import {
   type BackupFormat,
   type BackupKind,
@@ -16,8 +20,19 @@ import {
   removeSetDir,
 } from './files.js'
 import { sweepBackupDir } from './housekeeping.js'
-import { type BackupsService, createBackupsService, type NewBackup } from './store.js'
-import { connectionEnv, locateTool, parseDatabaseUrl, serverVersion } from './tools.js'
+import { loadRecipients } from './keys.js'
+import { createOffsite, type Offsite } from './offsite/offsite.js'
+import { applyLocalRetention } from './retention.js'
+import type { StoredBackup } from './schemas.js'
+import { type BackupStore, createBackupStore, type NewBackup } from './store.js'
+import {
+  BackupError,
+  type Connection,
+  connectionEnv,
+  locateTool,
+  parseDatabaseUrl,
+  serverVersion,
+} from './tools.js'
 
 const BackupArgs = Type.Object(
   {
@@ -35,44 +50,95 @@ export function backupFormat(config: Config): BackupFormat {
   return config.backupCompress === 'gzip' ? 'gzip' : 'plain'
 }
 
-function keepFor(kind: BackupKind, config: Config): number | null {
-  if (kind === 'hourly') return config.backupKeepHourly
-  if (kind === 'daily') return config.backupKeepDaily
-  return null
-}
-
 async function databasesToDump({ sql, config }: Context): Promise<string[]> {
   if (config.backupDatabases.length > 0) return config.backupDatabases
   const [own] = await sql<{ name: string }[]>`select current_database() as name`
   return [own?.name as string]
 }
 
-/** Dumps every database into a fresh set directory; returns the files, not yet recorded. */
-async function dumpSet(ctx: Context, setDir: { dir: string; relative: string }): Promise<NewBackup[]> {
+interface SetPlan {
+  dir: string
+  relative: string
+  recipients: string[] | null
+  keyFor: (file: string) => string | null
+}
+
+/** Dumps every database, then the roles, into a fresh set directory; returns the files, not yet recorded. */
+async function dumpSet(ctx: Context, set: SetPlan): Promise<NewBackup[]> {
   const { config, sql, signal, runId, log } = ctx
   const conn = parseDatabaseUrl(config.databaseUrl as string)
-  const pgDump = await locateTool('pg_dump', await serverVersion(sql), { binDir: config.backupPgBinDir })
+  const server = await serverVersion(sql)
+  const pgDump = await locateTool('pg_dump', server, { binDir: config.backupPgBinDir })
   const format = backupFormat(config)
-  const taken = new Set<string>()
+  const suffix = set.recipients ? '.age' : ''
+  const taken = new Set<string>([GLOBALS_FILE])
   const files: NewBackup[] = []
-  for (const database of await databasesToDump(ctx)) {
+  const databases = await databasesToDump(ctx)
+  const record = (scope: NewBackup['scope'], database: string, name: string, fileFormat: BackupFormat) => {
+    const file = `${set.relative}/${name}`
+    const base = { kind: ctx.args.type, scope, database, file, setDir: set.relative, format: fileFormat }
+    return { ...base, encrypted: set.recipients !== null, remoteKey: set.keyFor(file) }
+  }
+  for (const database of databases) {
     signal.throwIfAborted()
-    const name = fileNameFor(database, format, taken)
+    const name = fileNameFor(database, format, taken) + suffix
     const started = Date.now()
     const env = connectionEnv(conn, database)
-    const dump = await dumpToFile({ pgDump, format, env, file: path.join(setDir.dir, name), runId, signal })
+    const dump = await dumpToFile({
+      pgDump,
+      args: pgDumpArgs(format),
+      env,
+      file: path.join(set.dir, name),
+      runId,
+      signal,
+      recipients: set.recipients ?? undefined,
+    })
     if (dump.stderr) log.warn({ database, stderr: dump.stderr }, 'pg_dump printed warnings')
     log.info(
       { database, bytes: dump.bytes, ms: Date.now() - started, pgDump: pgDump.path },
       'database dumped',
     )
-    const file = `${setDir.relative}/${name}`
-    files.push({ kind: ctx.args.type, database, file, setDir: setDir.relative, format, ...dump })
+    files.push({ ...record('database', database, name, format), bytes: dump.bytes, sha256: dump.sha256 })
   }
+  // Roles are the server's: read through Steward's own database, which exists whatever is listed.
+  const [own] = await sql<{ name: string }[]>`select current_database() as name`
+  const home = own?.name as string
+  const globals = await dumpGlobals(ctx, set, conn, home)
+  files.push({ ...record('globals', home, GLOBALS_FILE + suffix, 'plain'), ...globals })
   // The files' names, and the set directory's own entry, must survive a power cut too.
-  await fsyncDir(setDir.dir)
-  await fsyncDir(path.dirname(setDir.dir))
+  await fsyncDir(set.dir)
+  await fsyncDir(path.dirname(set.dir))
   return files
+}
+
+const GLOBALS_FILE = 'globals.sql'
+
+/**
+ * The server's roles and tablespaces (pg_dumpall --globals-only), so a restore onto a new server
+ * finds the owners and grantees its dumps name. Role passwords are left out when this role may
+ * not read them (only superusers can), rather than failing the set.
+ */
+async function dumpGlobals(ctx: Context, set: SetPlan, conn: Connection, database: string) {
+  const { config, sql, signal, runId, log } = ctx
+  const pgDumpall = await locateTool('pg_dumpall', await serverVersion(sql), {
+    binDir: config.backupPgBinDir,
+  })
+  const [role] = await sql<{ superuser: boolean }[]>`
+    select rolsuper as superuser from pg_roles where rolname = current_user`
+  const args = ['--no-password', '--globals-only', `--database=${database}`]
+  if (!role?.superuser) args.push('--no-role-passwords')
+  const dump = await dumpToFile({
+    pgDump: pgDumpall,
+    args,
+    env: connectionEnv(conn, database),
+    file: path.join(set.dir, GLOBALS_FILE + (set.recipients ? '.age' : '')),
+    runId,
+    signal,
+    recipients: set.recipients ?? undefined,
+  })
+  if (dump.stderr) log.warn({ stderr: dump.stderr }, 'pg_dumpall printed warnings')
+  log.info({ bytes: dump.bytes, rolePasswords: role?.superuser === true }, 'roles dumped')
+  return { bytes: dump.bytes, sha256: dump.sha256 }
 }
 
 /**
@@ -91,17 +157,39 @@ async function discardSet(ctx: Context, relative: string): Promise<void> {
 }
 
 /** Retention runs only after a successful set; its own failure is reported, not retried as a backup. */
-async function retain(ctx: Context, backups: BackupsService) {
-  const keep = keepFor(ctx.args.type, ctx.config)
+async function retain(ctx: Context, store: BackupStore) {
   try {
-    const removedSets = keep === null ? [] : await backups.applyRetention(ctx.args.type, keep)
-    if (removedSets.length > 0) ctx.log.info({ removedSets, keep }, 'old backup sets removed')
+    const removedSets = await applyLocalRetention(store, ctx.config)
+    if (removedSets.length > 0) ctx.log.info({ removedSets }, 'old backup sets removed from BACKUP_DIR')
     await sweepBackupDir(ctx.sql, ctx.config, ctx.log, ctx.runId)
-    return { keep, removedSets }
+    return { removedSets }
   } catch (err) {
     ctx.log.error({ err }, 'backup retention failed')
-    return { keep, removedSets: [], error: String((err as Error).message ?? err) }
+    return { removedSets: [], error: String((err as Error).message ?? err) }
   }
+}
+
+/**
+ * Uploads every file still waiting (oldest first, this set's last), then applies off-site
+ * retention. Returns what happened, or throws upload_failed when this set could not be uploaded.
+ */
+async function shipOffsite(ctx: Context, offsite: Offsite, set: StoredBackup[]) {
+  const report = await offsite.uploadPending({ wait: true, signal: ctx.signal })
+  const mine = new Set(set.map((b) => b.id))
+  const uploaded = report.uploaded.filter((id) => mine.has(id)).length
+  if (uploaded < set.length) {
+    const why = report.failed?.error ?? 'an earlier file is still waiting for its upload'
+    throw new BackupError(
+      'upload_failed',
+      `the set was written and kept in BACKUP_DIR, but its off-site copy failed: ${why}; ` +
+        'it is uploaded by the next run or at start-up',
+    )
+  }
+  const removedSets = await offsite.applyRemoteRetention().catch((err: Error) => {
+    ctx.log.error({ err }, 'off-site retention failed')
+    return { error: err.message }
+  })
+  return { uploaded: report.uploaded.length, earlier: report.uploaded.length - uploaded, removedSets }
 }
 
 export const databaseBackup = defineJob({
@@ -119,29 +207,49 @@ export const databaseBackup = defineJob({
   ],
   async run(ctx) {
     const { config, sql, log, runId, signal } = ctx
-    const backups = createBackupsService(sql, config, log)
+    const store = createBackupStore(sql, config)
+    const offsite = createOffsite({ sql, store, config, log })
+    const recipients = await loadRecipients(config)
     const setDir = await createSetDir(config.backupDir, ctx.args.type, new Date(), runId)
-    let recorded: Awaited<ReturnType<BackupsService['recordSet']>>
+    let recorded: StoredBackup[]
     try {
-      const files = await dumpSet(ctx, setDir)
-      recorded = await backups.recordSet(files, runId, signal)
+      const files = await dumpSet(ctx, { ...setDir, recipients, keyFor: offsite.keyFor })
+      recorded = await store.recordSet(files, runId, signal)
     } catch (err) {
       await discardSet(ctx, setDir.relative)
       throw err
     }
-    const retention = await retain(ctx, backups)
+    const anomalies = await flagAnomalies(store, recorded).catch((err: Error) => {
+      log.error({ err }, 'could not check the set for size anomalies')
+      return []
+    })
+    for (const anomaly of anomalies) log.warn(anomaly, 'backup size anomaly')
+    const retention = await retain(ctx, store)
+    const offsiteReport = offsite.remote ? await shipOffsite(ctx, offsite, recorded) : null
     return {
       kind: ctx.args.type,
       set: setDir.relative,
       bytes: recorded.reduce((sum, b) => sum + b.bytes, 0),
+      encrypted: recipients !== null,
       backups: recorded.map((b) => ({
         id: b.id,
+        scope: b.scope,
         database: b.database,
         file: b.file,
         bytes: b.bytes,
         sha256: b.sha256,
       })),
       retention,
+      ...(offsiteReport ? { offsite: offsiteReport } : {}),
+      ...(anomalies.length > 0
+        ? {
+            warnings: anomalies.map(
+              (a) =>
+                `${a.file}: ${a.bytes} bytes, ${a.reason} than the median of its previous sets (${a.medianBytes})`,
+            ),
+            anomalies,
+          }
+        : {}),
     }
   },
 })

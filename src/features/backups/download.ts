@@ -1,13 +1,74 @@
-// Serving a backup file: opening it by its row (never by a path from the request), and the HTTP
-// details of a download as plain functions: single byte ranges, ETag matching, the headers.
+// Serving a backup file: opening it by its row (never by a path from the request), from BACKUP_DIR
+// or, when the local file is gone (or asked for), from its off-site copy; and the HTTP details of a
+// download as plain functions: single byte ranges, ETag matching, the headers.
 import fs from 'node:fs/promises'
+import type { Readable } from 'node:stream'
 import { Conflict, NotFound } from '../../lib/errors.js'
 import { type BackupFormat, EXTENSIONS, PathEscape, resolveInside } from './files.js'
+import { RemoteError } from './offsite/remote-errors.js'
+import type { RemoteStore } from './offsite/remote-store.js'
 import type { StoredBackup } from './schemas.js'
 
 export interface OpenBackup {
   handle: fs.FileHandle
   size: number
+}
+
+/** An opened copy of a backup file; stream() hands the copy over (call it once, or close()). */
+export interface BackupReader {
+  source: 'local' | 'remote'
+  size: number
+  /** Bytes start..end, inclusive. */
+  stream(start: number, end: number, highWaterMark?: number): Promise<Readable>
+  close(): Promise<void>
+}
+
+export type CopyChoice = 'local' | 'remote' | undefined
+
+/**
+ * Opens the copy to read: the local file unless `choice` is remote or the local file is gone, then
+ * the uploaded off-site copy. 404 when the chosen copy does not exist.
+ */
+export async function openBackup(
+  backupDir: string,
+  backup: StoredBackup,
+  remote: RemoteStore | null,
+  choice: CopyChoice,
+): Promise<BackupReader> {
+  const uploaded = backup.remote?.state === 'uploaded' ? backup.remote.key : null
+  if (choice !== 'remote' && backup.local) {
+    const { handle, size } = await openBackupFile(backupDir, backup)
+    return {
+      source: 'local',
+      size,
+      stream: async (start, end, highWaterMark) => handle.createReadStream({ start, end, highWaterMark }),
+      close: () => handle.close(),
+    }
+  }
+  if (choice === 'local') throw new NotFound(`backup ${backup.id} has no local copy (only off-site)`)
+  if (!uploaded) throw new NotFound(`backup ${backup.id} has no uploaded off-site copy`)
+  if (!remote)
+    throw new Conflict(`backup ${backup.id} is only off-site, and BACKUP_REMOTE_URL is not set here`)
+  return {
+    source: 'remote',
+    size: backup.bytes,
+    stream: async (start, end) => {
+      try {
+        return (await remote.download(uploaded, { start, end })).stream
+      } catch (err) {
+        if (err instanceof RemoteError && err.reason === 'not_found')
+          throw new NotFound(
+            `the off-site copy of backup ${backup.id} (${uploaded}) is missing from the bucket`,
+          )
+        // The store failing is a bad gateway, not a bug here; its message says why.
+        throw Object.assign(new Error(`the off-site copy could not be read: ${(err as Error).message}`), {
+          statusCode: 502,
+          expose: true,
+        })
+      }
+    },
+    close: async () => {},
+  }
 }
 
 /**
@@ -84,12 +145,14 @@ const CONTENT_TYPES: Record<BackupFormat, string> = {
   custom: 'application/octet-stream',
 }
 
-export const contentTypeOf = (backup: StoredBackup) => CONTENT_TYPES[backup.format]
+export const contentTypeOf = (backup: StoredBackup) =>
+  backup.encrypted ? 'application/octet-stream' : CONTENT_TYPES[backup.format]
 
 /** attachment; filename="<db>-<YYYYMMDD_HHMMSS>.sql", with an RFC 5987 form for non-ASCII names. */
 export function contentDisposition(backup: StoredBackup): string {
   const stamp = /backup_(\d{8}_\d{6})/.exec(backup.setDir)?.[1] ?? String(backup.id)
-  const name = `${backup.database}-${stamp}${EXTENSIONS[backup.format]}`
+  const who = backup.scope === 'globals' ? 'globals' : backup.database
+  const name = `${who}-${stamp}${EXTENSIONS[backup.format]}${backup.encrypted ? '.age' : ''}`
   const ascii = name.replace(/[^\x20-\x7e]|["\\/;%]/g, '_')
   if (ascii === name) return `attachment; filename="${name}"`
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`

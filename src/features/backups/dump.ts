@@ -1,12 +1,14 @@
-// One database dumped to one file: pg_dump's stdout streamed to a temporary file beside the
-// destination, sha256 and size computed on the way, fsynced, then renamed into place. Whatever
-// fails (pg_dump, the disk, the run's signal), the temporary file is removed and nothing else is
-// touched.
+// One dump to one file: pg_dump's (or pg_dumpall's) stdout streamed to a temporary file beside the
+// destination, age-encrypted on the way when recipients are configured (the plain dump never
+// touches the disk), sha256 and size computed of the stored bytes, fsynced, then renamed into
+// place. Whatever fails (the tool, the disk, the run's signal), the temporary file is removed and
+// nothing else is touched.
 import { createHash } from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { encryptStream } from './encryption.js'
 import type { BackupFormat } from './files.js'
 import { tempName } from './files.js'
 import { startTool, toolFailure } from './process.js'
@@ -14,13 +16,16 @@ import { BackupError, type Tool } from './tools.js'
 
 export interface DumpSpec {
   pgDump: Tool
-  format: BackupFormat
+  /** The tool's arguments; pgDumpArgs(format) for a database. */
+  args: string[]
   env: NodeJS.ProcessEnv
   /** Final path; the temporary file goes next to it. */
   file: string
   runId: string
   signal: AbortSignal
   killGraceMs?: number
+  /** age recipients: the file is encrypted before it touches the disk. */
+  recipients?: string[]
 }
 
 export interface DumpResult {
@@ -70,7 +75,7 @@ export async function dumpToFile(spec: DumpSpec): Promise<DumpResult> {
 }
 
 async function streamDump(spec: DumpSpec, handle: fs.FileHandle): Promise<DumpResult> {
-  const proc = startTool(spec.pgDump, pgDumpArgs(spec.format), {
+  const proc = startTool(spec.pgDump, spec.args, {
     env: spec.env,
     signal: spec.signal,
     killGraceMs: spec.killGraceMs,
@@ -102,12 +107,10 @@ async function streamDump(spec: DumpSpec, handle: fs.FileHandle): Promise<DumpRe
   })
   let writeError: unknown = null
   try {
-    await pipeline(
-      proc.stdout,
-      measure,
-      // flush: fsync before the stream closes the file, so the pipeline ends with the data on disk.
-      handle.createWriteStream({ flush: true, highWaterMark: WRITE_BUFFER }),
-    )
+    // flush: fsync before the stream closes the file, so the pipeline ends with the data on disk.
+    const sink = handle.createWriteStream({ flush: true, highWaterMark: WRITE_BUFFER })
+    if (spec.recipients?.length) await pipeline(proc.stdout, encryptStream(spec.recipients), measure, sink)
+    else await pipeline(proc.stdout, measure, sink)
   } catch (err) {
     // pg_dump would block on a full pipe forever; it must not outlive the failed write.
     writeError = err

@@ -7,7 +7,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import type { Config } from '../../config.js'
 import { KINDS, SET_NAME, TEMP_NAME } from './files.js'
-import { SCRATCH_PREFIX, scratchCreatedAt } from './verify.js'
+import { RESTORE_TMP } from './restore/fetch.js'
+import { SCRATCH_PREFIX, scratchCreatedAt } from './restore/verify.js'
 
 export interface SweepReport {
   removedTemp: string[]
@@ -83,6 +84,25 @@ export async function dropStaleScratchDatabases(
   }
   if (dropped.length > 0) log.info({ dropped }, 'dropped scratch databases of interrupted restore checks')
   return dropped
+}
+
+/**
+ * Removes downloaded or decrypted copies (BACKUP_DIR/.restore-tmp) that an interrupted restore
+ * check or restore left behind: those older than a day, since a check of another instance sharing
+ * BACKUP_DIR may be using a newer one.
+ */
+export async function sweepRestoreTemp(backupDir: string, log: FastifyBaseLogger, maxAgeMs = 24 * 3600_000) {
+  const dir = path.join(backupDir, RESTORE_TMP)
+  const removed: string[] = []
+  for (const entry of await readDir(dir)) {
+    const file = path.join(dir, entry.name)
+    const stat = await fs.stat(file).catch(() => null)
+    if (!stat || Date.now() - stat.mtimeMs <= maxAgeMs) continue
+    await fs.rm(file, { force: true })
+    removed.push(entry.name)
+  }
+  if (removed.length > 0) log.info({ removed }, 'removed temporary copies of interrupted restores')
+  return removed
 }
 
 /**

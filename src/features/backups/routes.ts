@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { errors, IdParams, ListQuery, Page } from '../../lib/schemas.js'
 import {
+  type CopyChoice,
   contentDisposition,
   contentTypeOf,
   etagOf,
@@ -20,6 +21,20 @@ const BackupQuery = ListQuery({
   kind: Type.Optional(BackupKind),
   database: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
 })
+
+const SourceQuery = Type.Object(
+  {
+    source: Type.Optional(
+      Type.Enum(['local', 'remote'], { description: 'Which copy to serve; default: local, else off-site.' }),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+const CopyQuery = Type.Object(
+  { copy: Type.Optional(Type.Enum(['local', 'remote'], { description: 'Delete only this copy.' })) },
+  { additionalProperties: false },
+)
 
 const DownloadHeaders = Type.Object({
   range: Type.Optional(
@@ -49,20 +64,31 @@ const header = (request: FastifyRequest, name: string) => {
   return typeof value === 'string' ? value : undefined
 }
 
-async function download(app: FastifyInstance, id: number, request: FastifyRequest, reply: FastifyReply) {
-  const { backup, handle, size } = await app.backups.open(id)
+async function download(
+  app: FastifyInstance,
+  id: number,
+  source: CopyChoice,
+  request: FastifyRequest,
+  reply: FastifyReply,
+) {
+  const { backup, reader } = await app.backups.open(id, source)
+  const size = reader.size
   try {
     const etag = etagOf(backup)
-    reply.header('etag', etag).header('cache-control', 'private, no-store').header('accept-ranges', 'bytes')
+    reply
+      .header('etag', etag)
+      .header('cache-control', 'private, no-store')
+      .header('accept-ranges', 'bytes')
+      .header('x-backup-source', reader.source)
     if (noneMatch(header(request, 'if-none-match'), etag)) {
-      await handle.close()
+      await reader.close()
       return reply.code(304).send()
     }
     const range = rangeStillValid(header(request, 'if-range'), etag)
       ? parseRange(header(request, 'range'), size)
       : { kind: 'full' as const }
     if (range.kind === 'unsatisfiable') {
-      await handle.close()
+      await reader.close()
       return reply
         .code(416)
         .header('content-range', `bytes */${size}`)
@@ -76,13 +102,13 @@ async function download(app: FastifyInstance, id: number, request: FastifyReques
       .header('content-length', String(end - start + 1))
     if (range.kind === 'partial') reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`)
     if (request.method === 'HEAD' || size === 0) {
-      await handle.close()
+      await reader.close()
       return reply.send()
     }
-    // The stream owns the handle from here: closed when it ends or the client goes away.
-    return reply.send(handle.createReadStream({ start, end, highWaterMark: READ_CHUNK }))
+    // The stream owns the copy from here: closed when it ends or the client goes away.
+    return reply.send(await reader.stream(start, end, READ_CHUNK))
   } catch (err) {
-    await handle.close().catch(() => {})
+    await reader.close().catch(() => {})
     throw err
   }
 }
@@ -127,18 +153,21 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['backups'],
       summary: 'Download a backup file',
       description:
-        'Streams the file from disk. ETag is its sha256 (If-None-Match → 304); a single `Range: bytes=…` ' +
+        'Streams the file from BACKUP_DIR, or from its off-site copy when the local file is gone (or with ' +
+        '`?source=remote`); X-Backup-Source says which. ETag is its sha256 (If-None-Match → 304); a single `Range: bytes=…` ' +
         'gives 206, an unsatisfiable one 416; HEAD answers the same headers without the body.',
       params: IdParams,
+      querystring: SourceQuery,
       headers: DownloadHeaders,
       response: {
         200: FileResponse('The whole file'),
         206: FileResponse('The requested byte range'),
         304: { description: 'Not modified: If-None-Match holds this ETag', type: 'null' },
-        ...errors(400, 404, 409, 416),
+        ...errors(400, 404, 409, 416, 502),
       },
     },
-    handler: async (request, reply) => await download(app, request.params.id, request, reply),
+    handler: async (request, reply) =>
+      await download(app, request.params.id, request.query.source, request, reply),
   })
 
   app.delete(
@@ -146,13 +175,17 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['backups'],
-        summary: 'Delete a backup: its row, then its file',
+        summary: 'Delete a backup: its row, then its file and its off-site copy',
+        description:
+          '`?copy=local` removes only the file in BACKUP_DIR (the backup stays listed while its off-site copy ' +
+          'exists); `?copy=remote` only the off-site copy. Removing the last copy removes the backup.',
         params: IdParams,
-        response: { 204: Type.Null(), ...errors(400, 404) },
+        querystring: CopyQuery,
+        response: { 204: Type.Null(), ...errors(400, 404, 409) },
       },
     },
     async (request, reply) => {
-      const before = await app.backups.remove(request.params.id)
+      const before = await app.backups.remove(request.params.id, request.query.copy)
       await request.audit('backup.delete', { target: before.id, before })
       return reply.code(204).send(null)
     },

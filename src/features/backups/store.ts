@@ -1,41 +1,50 @@
-// The backups table and the files it points at: list and read, record a finished set, retention,
-// delete, open for download, verify. A row exists only for a file that was fsynced and renamed
-// into place; files and rows are removed together, row first (see deleteRows).
+// The backups table and the local files it points at: list and read, record a finished set, the
+// off-site copy's state, anomalies, restore-check results, and the removal of rows and files. A
+// row exists only for a file that was fsynced and renamed into place, and lives while either copy
+// does (the file in BACKUP_DIR, or the uploaded off-site copy). Files and rows are removed
+// together, row first (see dropLocal).
 import fs from 'node:fs/promises'
-import type { FastifyBaseLogger } from 'fastify'
-import type { Sql } from 'postgres'
+import type { Sql, TransactionSql } from 'postgres'
 import type { Config } from '../../config.js'
-import { Conflict, NotFound } from '../../lib/errors.js'
 import type { JsonValue } from '../../lib/json.js'
 import { allOf, decodeCursor, type Page, toPage } from '../../lib/pagination.js'
-import { type OpenBackup, openBackupFile } from './download.js'
 import { type BackupFormat, type BackupKind, removeSetDir, resolveInside } from './files.js'
-import type { Backup, StoredBackup, VerifyResult } from './schemas.js'
-import { VerifyUnavailable, verifyBackup } from './verify.js'
+import type { Anomaly, Backup, StoredBackup, VerifyResult } from './schemas.js'
 
-interface BackupRow {
-  id: string
+export type BackupScope = Backup['scope']
+type RemoteState = NonNullable<Backup['remote']>['state']
+
+/** What a file of a set is, as the backup job wrote it. */
+interface WrittenFile {
   kind: BackupKind
+  scope: BackupScope
   database: string
   file: string
   setDir: string
   format: BackupFormat
-  bytes: string
   sha256: string
+  encrypted: boolean
+}
+
+interface BackupRow extends WrittenFile {
+  id: string
+  bytes: string
+  local: boolean
+  remoteState: RemoteState | null
+  remoteKey: string | null
+  remoteUploadedAt: Date | null
+  remoteError: string | null
+  anomaly: Anomaly | null
   runId: string | null
   createdAt: Date
   verifiedAt: Date | null
   verifyResult: VerifyResult | null
 }
 
-export interface NewBackup {
-  kind: BackupKind
-  database: string
-  file: string
-  setDir: string
-  format: BackupFormat
+export interface NewBackup extends WrittenFile {
   bytes: number
-  sha256: string
+  /** The off-site object key, when a remote is configured: the copy starts out pending. */
+  remoteKey: string | null
 }
 
 export interface BackupFilter {
@@ -43,32 +52,69 @@ export interface BackupFilter {
   database?: string
 }
 
+/** One set as retention sees it. */
+export interface SetSummary {
+  setDir: string
+  kind: BackupKind
+  createdAt: Date
+  local: boolean
+  /** Every file of the set has an uploaded off-site copy. */
+  uploaded: boolean
+  /** Some file of the set still waits for its upload (pending or failed). */
+  awaitingUpload: boolean
+  /** Every file of the set passed its last restore check. */
+  verified: boolean
+}
+
 const COLUMNS = [
   'id',
   'kind',
+  'scope',
   'database',
   'file',
   'set_dir',
   'format',
   'bytes',
   'sha256',
+  'encrypted',
+  'local',
+  'remote_state',
+  'remote_key',
+  'remote_uploaded_at',
+  'remote_error',
+  'anomaly',
   'run_id',
   'created_at',
   'verified_at',
   'verify_result',
 ]
 
+const iso = (date: Date | null) => (date ? date.toISOString() : null)
+
 function toStored(row: BackupRow): StoredBackup {
   return {
     id: Number(row.id),
     kind: row.kind,
+    scope: row.scope,
     database: row.database,
     file: row.file,
     bytes: Number(row.bytes),
     sha256: row.sha256,
+    encrypted: row.encrypted,
+    local: row.local,
+    remote:
+      row.remoteState === null || row.remoteKey === null
+        ? null
+        : {
+            state: row.remoteState,
+            key: row.remoteKey,
+            uploadedAt: iso(row.remoteUploadedAt),
+            error: row.remoteError,
+          },
+    anomaly: row.anomaly,
     runId: row.runId === null ? null : Number(row.runId),
     createdAt: row.createdAt.toISOString(),
-    verifiedAt: row.verifiedAt ? row.verifiedAt.toISOString() : null,
+    verifiedAt: iso(row.verifiedAt),
     verifyResult: row.verifyResult,
     setDir: row.setDir,
     format: row.format,
@@ -80,40 +126,8 @@ export function toBackup({ setDir: _setDir, format: _format, ...backup }: Stored
   return backup
 }
 
-export function createBackupsService(sql: Sql, config: Config, log?: FastifyBaseLogger) {
+export function createBackupStore(sql: Sql, config: Config) {
   const columns = sql(COLUMNS)
-  const verifying = new Set<number>()
-
-  async function get(id: number): Promise<StoredBackup | null> {
-    const [row] = await sql<BackupRow[]>`select ${columns} from backups where id = ${id}`
-    return row ? toStored(row) : null
-  }
-
-  /**
-   * Deletes rows, then their files. Row first: a crash in between leaves a file without a row (an
-   * orphan, reported by the sweep and never served), never a row that points at nothing.
-   */
-  async function deleteRows(
-    kind: BackupKind,
-    target: { id: number } | { setDirs: string[] },
-  ): Promise<string[]> {
-    const deleted = await sql.begin(async (tx) => {
-      await tx`select pg_advisory_xact_lock(hashtext('steward.backups'), hashtext(${kind}))`
-      return 'id' in target
-        ? await tx<{ file: string; setDir: string }[]>`
-            delete from backups where id = ${target.id} returning file, set_dir`
-        : await tx<{ file: string; setDir: string }[]>`
-            delete from backups where kind = ${kind} and set_dir = any(${target.setDirs}::text[])
-            returning file, set_dir`
-    })
-    const dirs = [...new Set(deleted.map((r) => r.setDir))]
-    const left = await sql<{ setDir: string }[]>`
-      select distinct set_dir from backups where set_dir = any(${dirs}::text[])`
-    const remaining = new Set(left.map((r) => r.setDir))
-    for (const row of deleted) if (remaining.has(row.setDir)) await unlinkInside(row.file)
-    for (const dir of dirs) if (!remaining.has(dir)) await removeSetDir(config.backupDir, dir)
-    return dirs
-  }
 
   async function unlinkInside(file: string): Promise<void> {
     try {
@@ -123,8 +137,25 @@ export function createBackupsService(sql: Sql, config: Config, log?: FastifyBase
     }
   }
 
+  /** Removes the local files of these rows, and each set directory once no local file of it is left. */
+  async function removeFiles(removed: { file: string; setDir: string }[]): Promise<void> {
+    const dirs = [...new Set(removed.map((r) => r.setDir))]
+    const left = await sql<{ setDir: string }[]>`
+      select distinct set_dir from backups where set_dir = any(${dirs}::text[]) and local`
+    const remaining = new Set(left.map((r) => r.setDir))
+    for (const row of removed) if (remaining.has(row.setDir)) await unlinkInside(row.file)
+    for (const dir of dirs) if (!remaining.has(dir)) await removeSetDir(config.backupDir, dir)
+  }
+
+  /** Serialises changes to one kind's sets across instances (retention, deletes). */
+  const lockKind = (tx: TransactionSql, kind: BackupKind) =>
+    tx`select pg_advisory_xact_lock(hashtext('steward.backups'), hashtext(${kind}))`
+
   return {
-    get,
+    async get(id: number): Promise<StoredBackup | null> {
+      const [row] = await sql<BackupRow[]>`select ${columns} from backups where id = ${id}`
+      return row ? toStored(row) : null
+    },
 
     /** Newest first, keyset-paginated on id. */
     async list(filter: BackupFilter, limit: number, cursor?: string): Promise<Page<Backup>> {
@@ -151,8 +182,10 @@ export function createBackupsService(sql: Sql, config: Config, log?: FastifyBase
         const rows: BackupRow[] = []
         for (const f of files) {
           const [row] = await tx<BackupRow[]>`
-            insert into backups (kind, database, file, set_dir, format, bytes, sha256, run_id)
-            values (${f.kind}, ${f.database}, ${f.file}, ${f.setDir}, ${f.format}, ${f.bytes}, ${f.sha256},
+            insert into backups (kind, scope, database, file, set_dir, format, bytes, sha256, encrypted,
+                                 remote_state, remote_key, run_id)
+            values (${f.kind}, ${f.scope}, ${f.database}, ${f.file}, ${f.setDir}, ${f.format}, ${f.bytes},
+                    ${f.sha256}, ${f.encrypted}, ${f.remoteKey === null ? null : 'pending'}, ${f.remoteKey},
                     ${runId === null ? null : tx`(select id from job_runs where id = ${runId})`})
             returning ${columns}`
           rows.push(row as BackupRow)
@@ -162,62 +195,113 @@ export function createBackupsService(sql: Sql, config: Config, log?: FastifyBase
       })
     },
 
+    /** Every set, newest first, with what retention needs to know of it. */
+    async sets(): Promise<SetSummary[]> {
+      return await sql<SetSummary[]>`
+        select set_dir, kind, min(created_at) as created_at, bool_or(local) as local,
+               bool_and(remote_state is not distinct from 'uploaded') as uploaded,
+               bool_or(remote_state in ('pending', 'failed')) as awaiting_upload,
+               bool_and(coalesce(verify_result->>'ok' = 'true', false)) as verified
+        from backups group by set_dir, kind order by max(id) desc`
+    },
+
     /**
-     * Keeps the newest `keep` sets of a kind, and also the newest set whose every file verified, so
-     * the last backup known to restore is never lost to newer ones that did not. The newest set is
-     * always kept. Returns the set directories removed.
+     * Removes the local copy of these sets: rows whose off-site copy is uploaded stay (local =
+     * false), the others are deleted; then the files. Row first: a crash in between leaves a file
+     * without a row (an orphan, reported by the sweep and never served), never a row that points at
+     * nothing.
      */
-    async applyRetention(kind: BackupKind, keep: number): Promise<string[]> {
-      const sets = await sql<{ setDir: string; verified: boolean }[]>`
-        select set_dir, bool_and(coalesce(verify_result->>'ok' = 'true', false)) as verified
-        from backups where kind = ${kind}
-        group by set_dir order by max(id) desc`
-      const kept = new Set(sets.slice(0, Math.max(1, keep)).map((s) => s.setDir))
-      const newestVerified = sets.find((s) => s.verified)
-      if (newestVerified) kept.add(newestVerified.setDir)
-      const retire = sets.map((s) => s.setDir).filter((dir) => !kept.has(dir))
-      if (retire.length === 0) return []
-      return await deleteRows(kind, { setDirs: retire })
+    async dropLocal(kind: BackupKind, target: { id: number } | { setDirs: string[] }): Promise<number> {
+      const match = (tx: TransactionSql) =>
+        'id' in target
+          ? tx`id = ${target.id}`
+          : tx`kind = ${kind} and set_dir = any(${target.setDirs}::text[])`
+      const removed = await sql.begin(async (tx) => {
+        await lockKind(tx, kind)
+        const kept = await tx<{ file: string; setDir: string }[]>`
+          update backups set local = false
+          where ${match(tx)} and local and remote_state = 'uploaded' returning file, set_dir`
+        const deleted = await tx<{ file: string; setDir: string }[]>`
+          delete from backups where ${match(tx)} and local returning file, set_dir`
+        return [...kept, ...deleted]
+      })
+      if (removed.length > 0) await removeFiles(removed)
+      return removed.length
     },
 
-    /** Deletes one backup: its row, then its file (and its set directory once empty); returns what it was. */
-    async remove(id: number): Promise<Backup> {
-      const backup = await get(id)
-      if (!backup) throw new NotFound(`backup ${id} does not exist`)
-      const removed = await deleteRows(backup.kind, { id })
-      if (removed.length === 0) throw new NotFound(`backup ${id} does not exist`)
-      return toBackup(backup)
+    /** Forgets the off-site copy of these rows (it was deleted); rows left with no copy are deleted. */
+    async dropRemote(kind: BackupKind, target: { id: number } | { setDirs: string[] }): Promise<number> {
+      return await sql.begin(async (tx) => {
+        await lockKind(tx, kind)
+        const match = 'id' in target ? tx`id = ${target.id}` : tx`set_dir = any(${target.setDirs}::text[])`
+        const deleted =
+          await tx`delete from backups where ${match} and kind = ${kind} and not local returning id`
+        const forgotten = await tx`
+          update backups set remote_state = null, remote_key = null, remote_uploaded_at = null, remote_error = null
+          where ${match} and kind = ${kind} and remote_state is not null returning id`
+        return deleted.length + forgotten.length
+      })
     },
 
-    /** The backup and its open file, for a download; the caller closes (or streams) the handle. */
-    async open(id: number): Promise<{ backup: StoredBackup } & OpenBackup> {
-      const backup = await get(id)
-      if (!backup) throw new NotFound(`backup ${id} does not exist`)
-      return { backup, ...(await openBackupFile(config.backupDir, backup)) }
+    /** Files still to upload, oldest first. */
+    async awaitingUpload(limit = 1000): Promise<StoredBackup[]> {
+      const rows = await sql<BackupRow[]>`
+        select ${columns} from backups where remote_state in ('pending', 'failed') and local
+        order by id limit ${limit}`
+      return rows.map(toStored)
     },
 
-    /** Restores a backup into a scratch database, records the outcome on its row and returns it. */
-    async verify(id: number, signal: AbortSignal): Promise<StoredBackup> {
-      const backup = await get(id)
-      if (!backup) throw new NotFound(`backup ${id} does not exist`)
-      if (verifying.has(id)) throw new Conflict(`backup ${id} is already being verified`)
-      verifying.add(id)
-      try {
-        const result = await verifyBackup({ sql, config, signal }, backup)
-        log?.info({ backupId: id, ok: result.ok, durationMs: result.durationMs }, 'backup verified')
-        const [row] = await sql<BackupRow[]>`
-          update backups set verified_at = now(), verify_result = ${sql.json(result as unknown as JsonValue)}
-          where id = ${id} returning ${columns}`
-        if (!row) throw new NotFound(`backup ${id} was deleted while it was being verified`)
-        return toStored(row)
-      } catch (err) {
-        if (err instanceof VerifyUnavailable) throw new Conflict(`cannot verify here: ${err.message}`)
-        throw err
-      } finally {
-        verifying.delete(id)
-      }
+    async markUploaded(id: number): Promise<void> {
+      await sql`
+        update backups set remote_state = 'uploaded', remote_uploaded_at = now(), remote_error = null
+        where id = ${id} and remote_state is not null`
+    },
+
+    async markUploadFailed(id: number, error: string): Promise<void> {
+      await sql`
+        update backups set remote_state = 'failed', remote_error = ${error}
+        where id = ${id} and remote_state in ('pending', 'failed')`
+    },
+
+    /** Sizes of the previous files of the same database, kind and scope (newest first), for anomalies. */
+    async previousSizes(backup: StoredBackup, count: number): Promise<number[]> {
+      const rows = await sql<{ bytes: string }[]>`
+        select bytes from backups
+        where database = ${backup.database} and kind = ${backup.kind} and scope = ${backup.scope}
+          and id < ${backup.id}
+        order by id desc limit ${count}`
+      return rows.map((r) => Number(r.bytes))
+    },
+
+    async setAnomaly(id: number, anomaly: Anomaly): Promise<void> {
+      await sql`update backups set anomaly = ${sql.json(anomaly as unknown as JsonValue)} where id = ${id}`
+    },
+
+    /** Records a restore check; null when the backup was deleted meanwhile. */
+    async setVerified(id: number, result: VerifyResult): Promise<StoredBackup | null> {
+      const [row] = await sql<BackupRow[]>`
+        update backups set verified_at = now(), verify_result = ${sql.json(result as unknown as JsonValue)}
+        where id = ${id} returning ${columns}`
+      return row ? toStored(row) : null
+    },
+
+    /** The newest globals.sql with a copy to check, for restore drills. */
+    async newestGlobals(): Promise<StoredBackup | null> {
+      const [row] = await sql<BackupRow[]>`
+        select ${columns} from backups where scope = 'globals' and (local or remote_state = 'uploaded')
+        order by id desc limit 1`
+      return row ? toStored(row) : null
+    },
+
+    /** The newest file of each database (scope database) with a copy to check, for restore drills. */
+    async newestPerDatabase(): Promise<StoredBackup[]> {
+      const rows = await sql<BackupRow[]>`
+        select distinct on (database) ${columns} from backups
+        where scope = 'database' and (local or remote_state = 'uploaded')
+        order by database, id desc`
+      return rows.map(toStored)
     },
   }
 }
 
-export type BackupsService = ReturnType<typeof createBackupsService>
+export type BackupStore = ReturnType<typeof createBackupStore>

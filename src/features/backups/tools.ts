@@ -9,7 +9,7 @@ import type { Sql } from 'postgres'
 
 const run = promisify(execFile)
 
-export type ToolName = 'pg_dump' | 'pg_restore' | 'psql'
+export type ToolName = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql'
 
 /**
  * A failure of a backup step; `code` becomes the run's error code. `retryable: false` when another

@@ -1,16 +1,22 @@
 // Restore check: is the file intact (size and sha256 as recorded), does it restore with the standard
 // client (psql, or pg_restore for custom archives) into a scratch database that is always dropped
-// afterwards, and does that database hold the tables and row counts the dump itself declares?
+// afterwards, and does that database hold the tables and row counts the dump itself declares? The
+// file is the local one, else the off-site copy; an encrypted one is decrypted with
+// BACKUP_AGE_IDENTITY_FILE, and without it only its size and sha256 can be checked (said so in the
+// result). A globals file is not restored: roles are server-wide, so restoring them here would
+// change this server.
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip } from 'node:zlib'
 import postgres, { type Sql } from 'postgres'
-import type { Config } from '../../config.js'
-import { compareContents, countTables, readDumpContents, type TableCounts } from './contents.js'
-import { resolveInside } from './files.js'
-import { runTool, startTool, toolFailure } from './process.js'
-import type { StoredBackup, VerifyResult } from './schemas.js'
+import type { Config } from '../../../config.js'
+import { NotFound } from '../../../lib/errors.js'
+import { PathEscape } from '../files.js'
+import { loadIdentities } from '../keys.js'
+import type { RemoteStore } from '../offsite/remote-store.js'
+import { runTool, startTool, toolFailure } from '../process.js'
+import type { StoredBackup, VerifyResult } from '../schemas.js'
 import {
   BackupError,
   connectionEnv,
@@ -18,12 +24,17 @@ import {
   parseDatabaseUrl,
   serverVersion,
   type Tool,
-} from './tools.js'
+} from '../tools.js'
+import { compareContents, countTables, readDumpContents, type TableCounts } from './contents.js'
+import { withPlaintext, withStoredFile } from './fetch.js'
 
 export interface VerifyDeps {
   sql: Sql
   config: Config
   signal: AbortSignal
+  remote: RemoteStore | null
+  /** remote: check the off-site copy even when the local file is there. */
+  source?: 'local' | 'remote'
 }
 
 /** The check could not be carried out here (no client tools, no right to create a database). */
@@ -173,16 +184,72 @@ export async function verifyBackup(deps: VerifyDeps, backup: StoredBackup): Prom
     ...result,
     durationMs: Date.now() - started,
   })
-  const file = await resolveInside(deps.config.backupDir, backup.file).catch(() => null)
-  if (!file) {
-    const error = { code: 'file_missing', message: `${backup.file} is not in BACKUP_DIR` }
-    return done({ ok: false, checksum: 'missing', error })
+  const { backupDir } = deps.config
+  try {
+    return await withStoredFile(backup, { ...deps, backupDir }, async (stored, source) => {
+      const actual = await hashFile(stored, deps.signal)
+      if (actual.sha256 !== backup.sha256 || actual.bytes !== backup.bytes) {
+        const message = `file has ${actual.bytes} bytes, sha256 ${actual.sha256}; recorded ${backup.bytes} bytes, sha256 ${backup.sha256}`
+        return done({
+          ok: false,
+          checksum: 'mismatch',
+          source,
+          error: { code: 'checksum_mismatch', message },
+        })
+      }
+      const identities = backup.encrypted ? await loadIdentities(deps.config) : []
+      if (identities === null) {
+        const restoreSkipped =
+          'the file is encrypted and BACKUP_AGE_IDENTITY_FILE is not set: size and sha256 only'
+        return done({ ok: true, checksum: 'ok', source, restoreSkipped })
+      }
+      return await withPlaintext(
+        stored,
+        backup.encrypted,
+        identities,
+        { backupDir, signal: deps.signal },
+        (plain) =>
+          backup.scope === 'globals'
+            ? Promise.resolve(
+                done({
+                  ok: true,
+                  checksum: 'ok',
+                  source,
+                  restoreSkipped:
+                    'roles are server-wide, so they are not restored here: size, sha256 and decryption only',
+                }),
+              )
+            : restoreCheck(deps, backup, plain, source, done),
+      ).catch((err: Error) => {
+        if (deps.signal.aborted || !/age decryption failed/.test(err.message)) throw err
+        return done({
+          ok: false,
+          checksum: 'ok',
+          source,
+          error: { code: 'decrypt_failed', message: err.message },
+        })
+      })
+    })
+  } catch (err) {
+    if (
+      err instanceof NotFound ||
+      (err as NodeJS.ErrnoException).code === 'ENOENT' ||
+      err instanceof PathEscape
+    ) {
+      const error = { code: 'file_missing', message: (err as Error).message }
+      return done({ ok: false, checksum: 'missing', error })
+    }
+    throw err
   }
-  const actual = await hashFile(file, deps.signal)
-  if (actual.sha256 !== backup.sha256 || actual.bytes !== backup.bytes) {
-    const message = `file has ${actual.bytes} bytes, sha256 ${actual.sha256}; recorded ${backup.bytes} bytes, sha256 ${backup.sha256}`
-    return done({ ok: false, checksum: 'mismatch', error: { code: 'checksum_mismatch', message } })
-  }
+}
+
+async function restoreCheck(
+  deps: VerifyDeps,
+  backup: StoredBackup,
+  file: string,
+  source: 'local' | 'remote',
+  done: (result: Omit<VerifyResult, 'durationMs'>) => VerifyResult,
+): Promise<VerifyResult> {
   const tools = await locateTools(deps)
   const restoredWith = backup.format === 'custom' ? 'pg_restore' : 'psql'
   try {
@@ -191,10 +258,16 @@ export async function verifyBackup(deps: VerifyDeps, backup: StoredBackup): Prom
     return await withScratchDatabase(deps, backup.id, async (scratch) => {
       await restore(backup, file, tools, connectionEnv(conn, scratch), deps)
       const restored = await countIn(deps.config.databaseUrl as string, scratch)
-      return done({ checksum: 'ok', restoredWith, ...compareContents(expected, restored) })
+      return done({ checksum: 'ok', source, restoredWith, ...compareContents(expected, restored) })
     })
   } catch (err) {
     if (deps.signal.aborted || err instanceof VerifyUnavailable || !(err instanceof BackupError)) throw err
-    return done({ ok: false, checksum: 'ok', restoredWith, error: { code: err.code, message: err.message } })
+    return done({
+      ok: false,
+      checksum: 'ok',
+      source,
+      restoredWith,
+      error: { code: err.code, message: err.message },
+    })
   }
 }

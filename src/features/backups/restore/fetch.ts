@@ -1,0 +1,83 @@
+// A backup file as a local path for the tools that need one (psql, pg_restore): the file in
+// BACKUP_DIR, else its off-site copy downloaded into BACKUP_DIR/.restore-tmp; and its plaintext,
+// decrypted into the same place when the file is age-encrypted. Temporary files are 0600 and
+// removed when the work is done, whatever happens.
+import { randomBytes } from 'node:crypto'
+import { createReadStream, createWriteStream } from 'node:fs'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import { NotFound } from '../../../lib/errors.js'
+import { decryptStream } from '../encryption.js'
+import { resolveInside } from '../files.js'
+import type { RemoteStore } from '../offsite/remote-store.js'
+import type { StoredBackup } from '../schemas.js'
+
+export const RESTORE_TMP = '.restore-tmp'
+
+export interface FetchOptions {
+  backupDir: string
+  remote: RemoteStore | null
+  signal: AbortSignal
+  /** remote: use the off-site copy even when the local file is there. */
+  source?: 'local' | 'remote'
+}
+
+async function tempFile(backupDir: string, label: string): Promise<string> {
+  const dir = path.join(backupDir, RESTORE_TMP)
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 })
+  return path.join(dir, `${label}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+}
+
+async function removing<T>(file: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work()
+  } finally {
+    await fs.rm(file, { force: true })
+  }
+}
+
+/** Runs `work` on a local path holding the stored bytes of the backup; says which copy it is. */
+export async function withStoredFile<T>(
+  backup: StoredBackup,
+  options: FetchOptions,
+  work: (file: string, source: 'local' | 'remote') => Promise<T>,
+): Promise<T> {
+  if (backup.local && options.source !== 'remote') {
+    return await work(await resolveInside(options.backupDir, backup.file), 'local')
+  }
+  const key = backup.remote?.state === 'uploaded' ? backup.remote.key : null
+  if (!key)
+    throw new NotFound(`backup ${backup.id} has no copy to read (no local file, no uploaded off-site copy)`)
+  const remote = options.remote
+  if (!remote) throw new NotFound(`backup ${backup.id} is only off-site, and no BACKUP_REMOTE_URL is set`)
+  const file = await tempFile(options.backupDir, `backup-${backup.id}`)
+  return await removing(file, async () => {
+    const { stream } = await remote.download(key)
+    await pipeline(stream, createWriteStream(file, { mode: 0o600 }), { signal: options.signal })
+    return await work(file, 'remote')
+  })
+}
+
+/** Runs `work` on the plaintext of `file`: the file itself, or its decryption with `identities`. */
+export async function withPlaintext<T>(
+  file: string,
+  encrypted: boolean,
+  identities: string[],
+  options: { backupDir: string; signal: AbortSignal },
+  work: (plain: string) => Promise<T>,
+): Promise<T> {
+  if (!encrypted) return await work(file)
+  const plain = await tempFile(options.backupDir, 'plain')
+  return await removing(plain, async () => {
+    await pipeline(
+      createReadStream(file),
+      decryptStream(identities),
+      createWriteStream(plain, { mode: 0o600 }),
+      {
+        signal: options.signal,
+      },
+    )
+    return await work(plain)
+  })
+}
