@@ -88,6 +88,13 @@ async function main(): Promise<number> {
     })
     log(`wrote ${file}`)
   }
+  // A subset writes nothing; its sections are printed, to be read (or carried into BENCHMARKS.md).
+  if (!QUICK && only) {
+    for (const r of results)
+      process.stdout.write(
+        `\n## ${r.name}\n\n**Goal:** ${r.goal}. **Verdict:** ${r.verdict}.\n\n${r.section}\n`,
+      )
+  }
   if (failures.length > 0) log(`broken: ${failures.join(', ')}`)
   return failures.length > 0 ? 1 : 0
 }

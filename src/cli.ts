@@ -110,7 +110,9 @@ async function withDatabase<T>(
   work: (db: Database) => Promise<T>,
 ): Promise<T> {
   let embedded: EmbeddedDatabase | undefined
-  if (!config.databaseUrl) embedded = await useEmbeddedPostgres(config.dataDir)
+  // A restore of Steward's own database must not find it created empty by the start of the server.
+  if (!config.databaseUrl)
+    embedded = await useEmbeddedPostgres(config.dataDir, needs === 'server' ? 'postgres' : 'steward')
   try {
     const configured = config.databaseUrl ?? (embedded as EmbeddedDatabase).url
     const { sql, url } = needs === 'server' ? await connectToServer(configured) : connect(configured)

@@ -22,7 +22,13 @@ import {
   type RestoreReport,
 } from '../src/features/backups/restore/command-line.js'
 import { restoreBackup } from '../src/features/backups/restore/restore-command.js'
-import { parseSetsArgs, size } from '../src/features/backups/restore/sets-command.js'
+import {
+  formatSets,
+  parseSetsArgs,
+  setsInBucket,
+  setsInTable,
+  size,
+} from '../src/features/backups/restore/sets-command.js'
 import {
   backUp,
   backupDir,
@@ -78,13 +84,16 @@ function inProcess(t: Test, env: Record<string, string>) {
   t.teardown(() => sql.end({ timeout: 5 }))
   const config = loadConfig(env)
   const deps = { sql, databaseUrl: env.DATABASE_URL as string, config, say: () => {} }
-  return (options: RestoreFrom & { database: string; identityFile?: string }) =>
+  return (options: RestoreFrom & { database: string; identityFile?: string; globals?: boolean }) =>
     restoreBackup({ ...deps, signal: new AbortController().signal }, { globals: false, ...options })
 }
 
-/** A database name for this test, dropped (with whatever the restore left) at teardown. */
+/**
+ * A database name for this test, dropped (with whatever the restore left) at teardown; mixed case,
+ * as an operator may choose.
+ */
 function targetName(t: Test, admin: Sql): string {
-  const name = `steward_cli_${randomBytes(5).toString('hex')}`
+  const name = `Steward_Cli_${randomBytes(5).toString('hex')}`
   t.teardown(() => admin`drop database if exists ${admin(name)} with (force)`)
   return name
 }
@@ -169,6 +178,10 @@ t.test('restores a set into a new database, and refuses what it must', async (t)
     sets.stdout,
     new RegExp(`^ {2}#${globals.id} +globals\\.sql +\\S+ \\S+ {2}roles \\(--globals\\); local$`, 'm'),
   )
+
+  const ownDb = postgres(appUrl, { max: 1, onnotice: () => {}, transform: COLUMN_CASE })
+  t.teardown(() => ownDb.end({ timeout: 5 }))
+  t.equal(`${formatSets(await setsInTable(ownDb, 10))}\n`, sets.stdout, 'the same listing in this process')
 
   const restore = inProcess(t, env)
   await t.rejects(restore({ id: 987654321, database: `${target}_x` }), {
@@ -361,6 +374,9 @@ t.test('disaster recovery: a new machine with only the bucket and the key', asyn
     ...aws,
   })
   t.equal(named.stdout, listed.stdout, 'the bucket named on the command line, without BACKUP_REMOTE_URL')
+  const here = await setsInBucket(loadConfig(remote), undefined, 10)
+  t.equal(`${formatSets(here)}\n`, listed.stdout, 'the same listing in this process')
+  t.equal(formatSets({ place: 'x', sets: [] }), 'no backup sets in x')
 
   const noTable = await steward(['backup', 'sets'], machine)
   t.equal(noTable.code, 2, 'the backups table is only read where there is one')
@@ -447,7 +463,8 @@ t.test('disaster recovery: a new machine with only the bucket and the key', asyn
     new PutObjectCommand({ Bucket: s3.bucket, Key: damaged, Body: 'select 1;\n', Metadata: { sha256 } }),
   )
   await refuse(
-    { object: `${setDir}/damaged.sql`, database: `${target}_x` },
+    // With --globals: the set's globals.sql.age is found (and proved) beside it first.
+    { object: `${setDir}/damaged.sql`, database: `${target}_x`, globals: true },
     1,
     /^the remote copy of .*damaged\.sql is damaged: 10 bytes, sha256 [0-9a-f]+; the object's metadata says 10 bytes/,
   )

@@ -48,6 +48,9 @@ export async function testConfig(t: Test, options: TestAppOptions = {}): Promise
     DATABASE_URL: databaseUrl,
     SHUTDOWN_GRACE_MS: '2000',
     STEWARD_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    // Shedding on event-loop lag is tested on its own (health.test.ts sheds on the heap); on a CI
+    // machine loaded by parallel test files a lagging loop would shed ordinary test requests.
+    OVERLOAD_EVENT_LOOP_DELAY_MS: '30000',
     ...options.env,
   })
 }

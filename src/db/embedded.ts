@@ -184,7 +184,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
  * connect to that one (its port is in postmaster.pid) and leave it running; otherwise start it for
  * the duration of the command. Never stops a server some other process is using.
  */
-export async function useEmbeddedPostgres(dataDir: string): Promise<EmbeddedDatabase> {
+export async function useEmbeddedPostgres(dataDir: string, database = 'steward'): Promise<EmbeddedDatabase> {
   const databaseDir = path.join(dataDir, 'pg')
   const pidFile = await fs.readFile(path.join(databaseDir, 'postmaster.pid'), 'utf8').catch(() => null)
   const [pidLine, , , portLine] = pidFile?.split('\n') ?? []
@@ -193,9 +193,9 @@ export async function useEmbeddedPostgres(dataDir: string): Promise<EmbeddedData
   if (Number.isInteger(pid) && pid > 0 && isAlive(pid) && Number.isInteger(port) && port > 0) {
     const password = (await fs.readFile(path.join(dataDir, 'pg.password'), 'utf8')).trim()
     const base = `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`
-    return { url: `${base}/steward`, adminUrl: `${base}/postgres`, port, stop: async () => {} }
+    return { url: `${base}/${database}`, adminUrl: `${base}/postgres`, port, stop: async () => {} }
   }
-  return await startEmbeddedPostgres({ dataDir })
+  return await startEmbeddedPostgres({ dataDir, database })
 }
 
 async function ensureDatabase(adminUrl: string, name: string): Promise<void> {

@@ -2,7 +2,7 @@
 // BACKUP_DIR, else its off-site copy downloaded into BACKUP_DIR/.restore-tmp; and its plaintext,
 // decrypted into the same place when the file is age-encrypted. Temporary files are 0600 and
 // removed when the work is done, whatever happens.
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
@@ -14,6 +14,21 @@ import type { RemoteStore } from '../offsite/remote-store.js'
 import type { StoredBackup } from '../schemas.js'
 
 export const RESTORE_TMP = '.restore-tmp'
+
+/** Size and sha256 of a file, read 1 MiB at a time; stops when the signal aborts. */
+export async function hashFile(
+  file: string,
+  signal: AbortSignal,
+): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256')
+  let bytes = 0
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+    signal.throwIfAborted()
+    hash.update(chunk)
+    bytes += chunk.length
+  }
+  return { sha256: hash.digest('hex'), bytes }
+}
 
 export interface FetchOptions {
   backupDir: string

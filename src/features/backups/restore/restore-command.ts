@@ -1,21 +1,3 @@
-// `steward backup restore <backup id | s3://…/<file> | --latest db> --database <new name>
-// [--identity key.txt] [--globals]`: restores one database file of a backup set into a new database
-// on the server of DATABASE_URL (or the embedded one), and proves it by comparing tables and row
-// counts with the dump. sources.ts finds the files (the backups table, or the bucket alone).
-//
-// Rules it keeps:
-// - nothing existing is touched: a database of that name is refused before anything else (and the
-//   race is caught by CREATE DATABASE itself); the new one is created from template0;
-// - the bytes are proved before they are used: the stored file (local, else the off-site copy) must
-//   have the size and sha256 its row records (or, found in the bucket, its object's metadata), and
-//   an encrypted one must decrypt, before any database is created;
-// - with --globals the set's globals.sql is applied first (see client.ts for what is skipped and why);
-// - a restore that fails drops the database it created (it is incomplete and ours); one that loads
-//   but does not match the dump keeps it, says so, and fails the command, so it can be inspected;
-// - owners and privileges are kept as dumped (client.ts says why): without --globals, the roles the
-//   dump names must exist on this server.
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import postgres, { type Sql } from 'postgres'
 import type { Config } from '../../../config.js'
 import { readIdentityFile } from '../encryption.js'
@@ -36,7 +18,7 @@ import {
   type RestoreReport,
 } from './command-line.js'
 import { compareContents, countTables } from './contents.js'
-import { withPlaintext } from './fetch.js'
+import { hashFile, withPlaintext } from './fetch.js'
 import { openSource, type RestoreSource } from './sources.js'
 
 export interface RestoreDeps {
@@ -133,10 +115,17 @@ async function refuseExisting(sql: Sql, name: string): Promise<void> {
 const exists = (name: string) =>
   new CommandError(`database "${name}" already exists: choose a new name (it was not touched)`)
 
+/**
+ * The name as a quoted identifier. Not sql(name): the command's connection renames identifiers
+ * camelCase → snake_case (COLUMN_CASE), which would create "_shop_restored" for ShopRestored. The
+ * name was checked (command-line.ts): no quote can be in it, but it is doubled all the same.
+ */
+const quoted = (name: string) => `"${name.replaceAll('"', '""')}"`
+
 async function createDatabase(sql: Sql, name: string): Promise<void> {
   try {
     // template0: a restore must start from an empty database, whatever was added to template1.
-    await sql`create database ${sql(name)} template template0`
+    await sql.unsafe(`create database ${quoted(name)} template template0`)
   } catch (err) {
     if ((err as { code?: string }).code === '42P04') throw exists(name) // created meanwhile
     throw new CommandError(`cannot create database "${name}": ${(err as Error).message}`)
@@ -180,14 +169,7 @@ async function openOptional<T>(
 }
 
 async function checkIntegrity(backup: RestoreFile, file: string, source: string, signal: AbortSignal) {
-  const hash = createHash('sha256')
-  let bytes = 0
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
-    signal.throwIfAborted()
-    hash.update(chunk)
-    bytes += chunk.length
-  }
-  const sha256 = hash.digest('hex')
+  const { sha256, bytes } = await hashFile(file, signal)
   const said = backup.id === null ? "the object's metadata says" : 'recorded'
   if (sha256 !== backup.sha256 || bytes !== backup.bytes)
     throw new CommandError(
@@ -232,7 +214,7 @@ async function loadInto(
     await restoreWithClient(backup.format, file, tools, target.env, deps.signal)
     return applied
   } catch (err) {
-    const dropped = await deps.sql`drop database if exists ${deps.sql(target.name)} with (force)`.then(
+    const dropped = await deps.sql.unsafe(`drop database if exists ${quoted(target.name)} with (force)`).then(
       () => `the incomplete database "${target.name}" was dropped`,
       (dropErr: Error) => `could not drop the incomplete database "${target.name}": ${dropErr.message}`,
     )

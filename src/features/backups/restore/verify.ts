@@ -5,17 +5,13 @@
 // BACKUP_AGE_IDENTITY_FILE, and without it only its size and sha256 can be checked (said so in the
 // result). A globals file is not restored: roles are server-wide, so restoring them here would
 // change this server.
-import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
-import { createGunzip } from 'node:zlib'
+import { randomBytes } from 'node:crypto'
 import postgres, { type Sql } from 'postgres'
 import type { Config } from '../../../config.js'
 import { NotFound } from '../../../lib/errors.js'
 import { PathEscape } from '../files.js'
 import { loadIdentities } from '../keys.js'
 import type { RemoteStore } from '../offsite/remote-store.js'
-import { runTool, startTool, toolFailure } from '../process.js'
 import type { StoredBackup, VerifyResult } from '../schemas.js'
 import {
   BackupError,
@@ -25,8 +21,9 @@ import {
   serverVersion,
   type Tool,
 } from '../tools.js'
-import { compareContents, countTables, readDumpContents, type TableCounts } from './contents.js'
-import { withPlaintext, withStoredFile } from './fetch.js'
+import { expectedContents, restoreWithClient } from './client.js'
+import { compareContents, countTables, type TableCounts } from './contents.js'
+import { hashFile, withPlaintext, withStoredFile } from './fetch.js'
 
 export interface VerifyDeps {
   sql: Sql
@@ -39,17 +36,6 @@ export interface VerifyDeps {
 
 /** The check could not be carried out here (no client tools, no right to create a database). */
 export class VerifyUnavailable extends BackupError {}
-
-async function hashFile(file: string, signal: AbortSignal) {
-  const hash = createHash('sha256')
-  let bytes = 0
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
-    signal.throwIfAborted()
-    hash.update(chunk)
-    bytes += chunk.length
-  }
-  return { sha256: hash.digest('hex'), bytes }
-}
 
 interface Tools {
   psql: Tool
@@ -70,22 +56,12 @@ async function locateTools(deps: VerifyDeps): Promise<Tools> {
   }
 }
 
-/** The dump as SQL text: the file itself, gunzipped, or pg_restore's script of a custom archive. */
-async function expectedContents(backup: StoredBackup, file: string, tools: Tools, deps: VerifyDeps) {
-  if (backup.format !== 'custom') {
-    const script = createReadStream(file)
-    const text = backup.format === 'gzip' ? script.pipe(createGunzip()) : script
-    return await readDumpContents(text).catch((err: Error) => {
-      throw new BackupError('unreadable', `could not read ${backup.file}: ${err.message}`)
-    })
-  }
-  // Without --dbname pg_restore connects nowhere: it writes the archive out as a SQL script.
-  const proc = startTool(tools.pgRestore, ['--file=-', file], { env: {}, signal: deps.signal })
-  const [contents, exit] = await Promise.all([readDumpContents(proc.stdout), proc.exited])
-  deps.signal.throwIfAborted()
-  const failure = toolFailure(tools.pgRestore, exit)
-  if (failure) throw new BackupError('unreadable', failure.message)
-  return contents
+/** What the dump declares (client.ts), a file that cannot be read being the backup's fault. */
+async function expectedIn(backup: StoredBackup, file: string, tools: Tools, deps: VerifyDeps) {
+  return await expectedContents(backup.format, file, tools, deps.signal).catch((err: Error) => {
+    if (deps.signal.aborted || err instanceof BackupError) throw err
+    throw new BackupError('unreadable', `could not read ${backup.file}: ${err.message}`)
+  })
 }
 
 async function restore(
@@ -96,42 +72,13 @@ async function restore(
   deps: VerifyDeps,
 ) {
   try {
-    await restoreWithClient(backup, file, tools, env, deps.signal)
+    // A scratch database checks contents: owners and grants are left out (their roles may not exist).
+    await restoreWithClient(backup.format, file, tools, env, deps.signal, 'skip')
   } catch (err) {
     if (err instanceof BackupError && err.code === 'exit_code')
       throw new BackupError('restore_failed', err.message)
     throw err
   }
-}
-
-async function restoreWithClient(
-  backup: StoredBackup,
-  file: string,
-  tools: Tools,
-  env: NodeJS.ProcessEnv,
-  signal: AbortSignal,
-) {
-  if (backup.format === 'custom') {
-    const args = ['--no-password', '--exit-on-error', '--single-transaction', '--no-owner', '--no-privileges']
-    await runTool(tools.pgRestore, [...args, `--dbname=${env.PGDATABASE}`, file], { env, signal })
-    return
-  }
-  const psqlArgs = ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '--single-transaction']
-  if (backup.format === 'plain') {
-    await runTool(tools.psql, [...psqlArgs, `--file=${file}`], { env, signal })
-    return
-  }
-  const proc = startTool(tools.psql, [...psqlArgs, '--file=-'], { env, signal, stdin: 'pipe' })
-  proc.stdout.resume()
-  const feed = pipeline(createReadStream(file), createGunzip(), proc.stdin as NodeJS.WritableStream).catch(
-    (err: unknown) => err,
-  )
-  const [exit, fed] = await Promise.all([proc.exited, feed])
-  signal.throwIfAborted()
-  const failure = toolFailure(tools.psql, exit)
-  if (failure) throw failure
-  if (fed instanceof Error)
-    throw new BackupError('unreadable', `could not decompress ${backup.file}: ${fed.message}`)
 }
 
 async function countIn(databaseUrl: string, database: string): Promise<TableCounts> {
@@ -253,7 +200,7 @@ async function restoreCheck(
   const tools = await locateTools(deps)
   const restoredWith = backup.format === 'custom' ? 'pg_restore' : 'psql'
   try {
-    const expected = await expectedContents(backup, file, tools, deps)
+    const expected = await expectedIn(backup, file, tools, deps)
     const conn = parseDatabaseUrl(deps.config.databaseUrl as string)
     return await withScratchDatabase(deps, backup.id, async (scratch) => {
       await restore(backup, file, tools, connectionEnv(conn, scratch), deps)
