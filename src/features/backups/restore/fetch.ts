@@ -66,11 +66,22 @@ export async function withStoredFile<T>(
     throw new NotFound(`backup ${backup.id} has no copy to read (no local file, no uploaded off-site copy)`)
   const remote = options.remote
   if (!remote) throw new NotFound(`backup ${backup.id} is only off-site, and no BACKUP_REMOTE_URL is set`)
-  const file = await tempFile(options.backupDir, `backup-${backup.id}`)
+  return await withDownload(remote, key, options.backupDir, options.signal, (file) => work(file, 'remote'))
+}
+
+/** Runs `work` on a temporary copy of an off-site object, in `scratchDir`/.restore-tmp. */
+export async function withDownload<T>(
+  remote: RemoteStore,
+  key: string,
+  scratchDir: string,
+  signal: AbortSignal,
+  work: (file: string) => Promise<T>,
+): Promise<T> {
+  const file = await tempFile(scratchDir, 'download')
   return await removing(file, async () => {
     const { stream } = await remote.download(key)
-    await pipeline(stream, createWriteStream(file, { mode: 0o600 }), { signal: options.signal })
-    return await work(file, 'remote')
+    await pipeline(stream, createWriteStream(file, { mode: 0o600 }), { signal })
+    return await work(file)
   })
 }
 

@@ -1,21 +1,7 @@
-// Where the files of `steward backup restore` come from: a backups row (its file in BACKUP_DIR, else
-// its off-site copy), or an object in the bucket found without any table (a new machine after a
-// disaster). Either way the restore gets the same things: the database file and, with --globals, the
-// set's globals.sql, each with the size and sha256 to prove it by, and a way to read its bytes.
-//
-// Rules it keeps:
-// - a row is read as the server reads it (fetch.ts): the local file, else the uploaded copy, also
-//   when the row says local but the file is gone;
-// - a bucket object is downloaded into BACKUP_DIR/.restore-tmp when BACKUP_DIR exists and is
-//   writable (it is sized for dumps, and the server sweeps what an interrupted restore leaves there),
-//   else into a new directory under the system's temporary directory, removed with the source;
-//   every temporary file is 0600 and removed when its work is done, whatever happens.
-import { randomBytes } from 'node:crypto'
-import { constants, createWriteStream } from 'node:fs'
+import { constants } from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { pipeline } from 'node:stream/promises'
 import type { Sql } from 'postgres'
 import type { Config } from '../../../config.js'
 import { resolveInside } from '../files.js'
@@ -32,7 +18,7 @@ import {
   type ProvableFile,
 } from './bucket.js'
 import { CommandError, type RestoreFile, type RestoreFrom } from './command-line.js'
-import { RESTORE_TMP, withStoredFile } from './fetch.js'
+import { withDownload, withStoredFile } from './fetch.js'
 
 export interface SourceDeps {
   /** A connection to the server; for a backup id, to Steward's own database (the backups table). */
@@ -203,21 +189,12 @@ async function writableDir(dir: string): Promise<boolean> {
   }
 }
 
-async function downloaded<T>(
+function downloaded<T>(
   store: RemoteStore,
   key: string,
   scratchDir: string,
   signal: AbortSignal,
   work: Work<T>,
-): Promise<T> {
-  const dir = path.join(scratchDir, RESTORE_TMP)
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 })
-  const file = path.join(dir, `download.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
-  try {
-    const { stream } = await store.download(key)
-    await pipeline(stream, createWriteStream(file, { mode: 0o600 }), { signal })
-    return await work(file, 'remote')
-  } finally {
-    await fs.rm(file, { force: true })
-  }
+) {
+  return withDownload(store, key, scratchDir, signal, (file) => work(file, 'remote'))
 }
