@@ -4,6 +4,7 @@ import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js'
+import { DataDirInUse } from './db/owner-lock.js'
 import { isDatabaseDown } from './lib/errors.js'
 
 async function main(): Promise<void> {
@@ -20,7 +21,13 @@ async function main(): Promise<void> {
 
   let embedded: EmbeddedDatabase | undefined
   if (!config.databaseUrl) {
-    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir })
+    try {
+      embedded = await startEmbeddedPostgres({ dataDir: config.dataDir })
+    } catch (err) {
+      if (!(err instanceof DataDirInUse)) throw err
+      process.stderr.write(`steward: ${err.message}\n`)
+      process.exit(1)
+    }
     config = { ...config, databaseUrl: embedded.url }
   }
 

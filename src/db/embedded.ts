@@ -6,6 +6,7 @@ import fs from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import postgres from 'postgres'
+import { acquireOwnerLock, isAlive } from './owner-lock.js'
 
 export interface EmbeddedDatabase {
   /** postgres://… URL of the `database` on the embedded server. */
@@ -73,7 +74,11 @@ function stopRunning(): void {
   for (const server of running) void server.stop().catch(() => {})
 }
 
-/** A server left running by a process that was killed (kill -9) holds the data directory: stop it. */
+/**
+ * A server left running by a process that was killed (kill -9) holds the data directory: stop it.
+ * Called only by the data directory's new owner (see owner-lock.ts), so the server it stops can
+ * never be a live Steward's.
+ */
 async function stopLeftoverServer(databaseDir: string): Promise<void> {
   const text = await fs.readFile(path.join(databaseDir, 'postmaster.pid'), 'utf8').catch(() => null)
   const pid = Number(text?.split('\n')[0])
@@ -83,15 +88,6 @@ async function stopLeftoverServer(databaseDir: string): Promise<void> {
   process.kill(pid, 'SIGINT') // fast shutdown: rolls back open transactions, keeps data consistent
   const deadline = Date.now() + 30_000
   while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 /**
@@ -129,6 +125,17 @@ async function clusterPassword(dataDir: string): Promise<string> {
 }
 
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  // Throws DataDirInUse, touching nothing, when a live process owns the directory.
+  const lock = await acquireOwnerLock(options.dataDir)
+  try {
+    return await startOwned(options, async () => await lock.release())
+  } catch (err) {
+    await lock.release()
+    throw err
+  }
+}
+
+async function startOwned(options: EmbeddedOptions, release: () => Promise<void>): Promise<EmbeddedDatabase> {
   const databaseDir = path.join(options.dataDir, 'pg')
   const password = await clusterPassword(options.dataDir)
   const asRoot = process.getuid?.() === 0
@@ -176,7 +183,12 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const database = options.database ?? 'steward'
   const adminUrl = `${base}/postgres`
   await ensureDatabase(adminUrl, database)
-  return { url: `${base}/${database}`, adminUrl, port, stop: stopOnExit(server) }
+  const stopServer = stopOnExit(server)
+  const stop = async () => {
+    await stopServer()
+    await release()
+  }
+  return { url: `${base}/${database}`, adminUrl, port, stop }
 }
 
 /**

@@ -30,10 +30,13 @@ export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
 }
 
 /**
- * Starts `src/server.ts` and waits until it is ready. STEWARD_ADMIN_TOKEN is TEST_ADMIN_TOKEN unless
+ * Starts `src/server.ts` (directly, or through `npm start`) and waits until it is ready. STEWARD_ADMIN_TOKEN is TEST_ADMIN_TOKEN unless
  * `env` sets it (to '' for none: the server then creates one in DATA_DIR/admin-token).
  */
-export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
+export async function startServer(
+  env: Record<string, string>,
+  options: { via?: 'node' | 'npm start' } = {},
+): Promise<ServerProcess> {
   const port = await freePort()
   let output = ''
   const fullEnv: Record<string, string> = {
@@ -42,7 +45,12 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
     STEWARD_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
     ...env,
   }
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  // `npm start` as deployments run it (npm → sh → node), or node itself.
+  const [command, args] =
+    options.via === 'npm start'
+      ? ['npm', ['start', '--silent']]
+      : [process.execPath, ['--import', 'tsx', 'src/server.ts']]
+  const child = spawn(command, args, {
     cwd: ROOT,
     env: childEnv(fullEnv),
     stdio: ['ignore', 'pipe', 'pipe'],
