@@ -89,6 +89,77 @@ t.test('imports per language', async (t) => {
   ])
 })
 
+t.test('imports: the forms each scan finds, and what it does not take for an import', async (t) => {
+  const js = [
+    "import x, { y } from './xy.js'",
+    'import * as ns from "./ns.js"',
+    "export * as all from './all-ns.js'",
+    "export type { T } from './types.js'",
+    "import type Default from './default-type.js'",
+    "import { from } from './from.js'",
+    "import fromage from './cheese.js'",
+    "import {\n  a, // the first\n  b,\n} from\n  './multi.js'",
+    "import(\n  './lazy.js'\n)",
+    "export function f() { return require('./required.js') }",
+    'export default function g() { return 1 }',
+    "export const s = 'not an import'",
+    "import z from 'unterminated",
+    'import w from `./template.js`',
+    "importer('./not-a-call.js')",
+  ].join('\n')
+  t.same(extractImports('js', js).sort(), [
+    './all-ns.js',
+    './cheese.js',
+    './default-type.js',
+    './from.js',
+    './lazy.js',
+    './multi.js',
+    './ns.js',
+    './required.js',
+    './types.js',
+    './xy.js',
+  ])
+  const py = 'from  import nothing\nfrom .... import up\nfrom a.b import (c, d)\nimport e.f as g\n'
+  t.same(extractImports('python', py), ['e.f', '....', 'a.b'])
+  const go = 'import "one"\nimport (\n\t"two"\n)\nimport (\n\t"three"\n'
+  t.same(extractImports('go', go), ['one', 'two'], 'a block that never closes names nothing')
+  const ex = 'alias MyApp.{\n  Repo,\n  Accounts\n}\nalias Other.{Unclosed\n'
+  t.same(extractImports('elixir', ex), ['MyApp.Repo', 'MyApp.Accounts', 'Other'])
+})
+
+t.test('manifests: comments, line breaks and lists that never close', async (t) => {
+  const deps = (rel: string, text: string) => parseManifest(rel, text).map((d) => [d.name, d.version, d.kind])
+  t.same(deps('go.mod', 'module m\r\n\r\nrequire (\r\n\tgithub.com/x/y v1.2.3 // indirect\r\n)\r\n'), [
+    ['github.com/x/y', 'v1.2.3', 'prod'],
+  ])
+  t.same(
+    deps(
+      'requirements.txt',
+      'requests==2.31 # pinned\n# a comment\nrich[jupyter]>=13 ; python_version>"3"\n',
+    ),
+    [
+      ['requests', '==2.31', 'prod'],
+      ['rich', '>=13', 'prod'],
+    ],
+  )
+  const mix =
+    'defp deps do\n  [\n    {:phoenix, "~> 1.7"},\n    {:credo, "~> 1.7", only: [:dev, :test]},\n    {:broken, "1"\n  ]\nend\n'
+  t.same(deps('mix.exs', mix), [
+    ['phoenix', '~> 1.7', 'prod'],
+    ['credo', '~> 1.7', 'dev'],
+  ])
+  const cargo = '[dependencies]\nserde = { version = "1", features = [\n  "derive",\n] }\ntokio = "1.37"\n'
+  t.same(deps('Cargo.toml', cargo), [
+    ['serde', '1', 'prod'],
+    ['tokio', '1.37', 'prod'],
+  ])
+  const pyproject = '[project]\ndependencies = [\n  "httpx>=0.27",  # client\n  "rich",\n]\n'
+  t.same(deps('pyproject.toml', pyproject), [
+    ['httpx', '>=0.27', 'prod'],
+    ['rich', null, 'prod'],
+  ])
+})
+
 t.test('cycles are components of more than one module; self-loops are not cycles', async (t) => {
   const edge = (from: string, to: string) => ({ from, to, count: 1 })
   const nodes = ['a', 'b', 'c', 'd', 'e', 'f', 'g']

@@ -1,6 +1,8 @@
 // Declared dependencies for the registry: package.json, mix.exs, Cargo.toml, go.mod,
 // requirements.txt and pyproject.toml, wherever they are in the (non-ignored) tree.
+// Manifests are read from the tree like any source file, so every scan here is linear in the file.
 import path from 'node:path'
+import { closedSpans, stripLineComment } from './scan.js'
 import { tomlEntries, tomlStrings, tomlVersion } from './toml.js'
 
 export interface Dependency {
@@ -38,7 +40,11 @@ function mixDepsList(text: string): string {
 }
 
 function mixExs(text: string): ReturnType<Parser> {
-  const tuples = mixDepsList(text).matchAll(/\{\s*:(\w+)\s*,\s*(?:"([^"]*)")?([^}]*)\}/g)
+  const list = mixDepsList(text)
+  // Up to the last `}`: past it every `{` (an unclosed tuple) would scan to the end of the list.
+  const tuples = list
+    .slice(0, list.lastIndexOf('}') + 1)
+    .matchAll(/\{\s*:(\w+)\s*,\s*(?:"([^"]*)")?([^}]*)\}/g)
   return Array.from(tuples, (m) => ({
     name: m[1] as string,
     version: m[2] ?? null,
@@ -46,19 +52,28 @@ function mixExs(text: string): ReturnType<Parser> {
   }))
 }
 
+/** What a Cargo table holds: a list of dependencies, or one (`[dependencies.serde]`). */
+function cargoTable(table: string) {
+  const kind: Dependency['kind'] = /(^|\.)dev-dependencies$/.test(table)
+    ? 'dev'
+    : /(^|\.)build-dependencies$/.test(table)
+      ? 'build'
+      : 'prod'
+  const list = /(^|\.)(dev-|build-)?dependencies$/.test(table)
+  const named = /(?:^|\.)(dev-|build-)?dependencies\.([\w-]+)$/.exec(table)?.[2] ?? null
+  return { table, kind, list, named }
+}
+
 function cargoToml(text: string): ReturnType<Parser> {
   const out: ReturnType<Parser> = []
+  // Per table, not per key: a long table name tested again for each of many keys is quadratic.
+  let current = cargoTable('')
   for (const { table, key, value } of tomlEntries(text)) {
-    const kind = /(^|\.)dev-dependencies$/.test(table)
-      ? 'dev'
-      : /(^|\.)build-dependencies$/.test(table)
-        ? 'build'
-        : 'prod'
-    if (/(^|\.)(dev-|build-)?dependencies$/.test(table))
-      out.push({ name: key, version: tomlVersion(value), kind })
+    if (table !== current.table) current = cargoTable(table)
+    const { kind, list, named } = current
+    if (list) out.push({ name: key, version: tomlVersion(value), kind })
     // `[dependencies.serde]` tables: the version is a key of its own.
-    const named = /(?:^|\.)(dev-|build-)?dependencies\.([\w-]+)$/.exec(table)
-    if (named && key === 'version') out.push({ name: named[2] as string, version: tomlVersion(value), kind })
+    if (named !== null && key === 'version') out.push({ name: named, version: tomlVersion(value), kind })
   }
   return out
 }
@@ -66,19 +81,17 @@ function cargoToml(text: string): ReturnType<Parser> {
 function goMod(text: string): ReturnType<Parser> {
   const lines = [
     ...Array.from(text.matchAll(/^require\s+([^\s(]+)\s+(\S+)/gm), (m) => `${m[1]} ${m[2]}`),
-    ...Array.from(text.matchAll(/^require\s*\(([^)]*)\)/gm), (m) => m[1] as string).flatMap((b) =>
-      b.split('\n'),
-    ),
+    ...closedSpans(text, /^require\s*\(/gm, ')').flatMap((block) => block.split('\n')),
   ]
   return lines
-    .map((line) => /^\s*([^\s/][^\s]*)\s+(v\S+)/.exec(line.replace(/\/\/.*$/, '')))
+    .map((line) => /^\s*([^\s/][^\s]*)\s+(v\S+)/.exec(stripLineComment(line, '//')))
     .filter((m) => m !== null)
     .map((m) => ({ name: m[1] as string, version: m[2] as string, kind: 'prod' as const }))
 }
 
 /** One PEP 508 requirement: `name[extras] spec ; markers`. */
 function pep508(line: string, kind: Dependency['kind']) {
-  const m = /^\s*([A-Za-z0-9][\w.-]*)\s*(?:\[[^\]]*\])?\s*([^;]*)/.exec(line.replace(/#.*$/, ''))
+  const m = /^\s*([A-Za-z0-9][\w.-]*)\s*(?:\[[^\]]*\])?\s*([^;]*)/.exec(stripLineComment(line, '#'))
   if (!m) return null
   return { name: m[1] as string, version: (m[2] as string).trim() || null, kind }
 }
@@ -93,16 +106,20 @@ function requirementsTxt(text: string): ReturnType<Parser> {
 
 function pyprojectToml(text: string): ReturnType<Parser> {
   const out: ReturnType<Parser> = []
+  const poetryTable = (table: string) =>
+    /^tool\.poetry\.(dependencies|dev-dependencies|group\.[\w-]+\.dependencies)$/.exec(table)?.[1] ?? null
+  // Per table, not per key (as in cargoToml).
+  let current = { table: '', poetry: poetryTable('') }
   for (const { table, key, value } of tomlEntries(text)) {
+    if (table !== current.table) current = { table, poetry: poetryTable(table) }
     if (table === 'project' && key === 'dependencies') {
       for (const req of tomlStrings(value)) out.push(...[pep508(req, 'prod')].filter((d) => d !== null))
     }
-    const poetry = /^tool\.poetry\.(dependencies|dev-dependencies|group\.[\w-]+\.dependencies)$/.exec(table)
-    if (poetry && key !== 'python') {
+    if (current.poetry !== null && key !== 'python') {
       out.push({
         name: key,
         version: tomlVersion(value),
-        kind: poetry[1] === 'dependencies' ? 'prod' : 'dev',
+        kind: current.poetry === 'dependencies' ? 'prod' : 'dev',
       })
     }
   }

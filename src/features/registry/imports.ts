@@ -1,5 +1,9 @@
-// Import extraction for the registry's architecture view: regular expressions per language, good
-// enough to see which parts of a tree depend on which (not a parser; comments can fool it).
+// Import extraction for the registry's architecture view: a scan per language, good enough to see
+// which parts of a tree depend on which (not a parser; comments can fool it). Every scan is linear
+// in the file: the files are hostile input read on the event loop, so no pattern here may
+// backtrack over the same text more than a bounded number of times (test/registry-redos.test.ts).
+import { jsStaticImports } from './js-imports.js'
+import { closedSpans } from './scan.js'
 
 export type ImportSyntax = 'js' | 'python' | 'go' | 'elixir'
 
@@ -15,17 +19,17 @@ export function importSyntaxOf(language: string): ImportSyntax | null {
   return SYNTAX[language] ?? null
 }
 
-// `import x from 'y'`, `import 'y'`, `export { a } from 'y'`, `export * from 'y'`; the gap before
-// `from` may span lines (multi-line import lists) but not a statement (no `=`, `(` or `;`), and is
-// bounded so a pathological file cannot make the scan quadratic.
-const JS_STATIC = /\b(?:import|export)\s+(?:type\s+)?(?:[^'"`;=()]{0,2000}?\s*from\s*)?['"]([^'"\n]+)['"]/g
+// In these, adjacent quantified parts never match the same characters (`[ \t]+` then `[\w.]+`, not
+// `\.*` then `[\w.]*`), so a failing attempt backs out of what it read once instead of trying
+// every way of splitting it.
 const JS_CALL = /\b(?:import|require)\s*\(\s*['"]([^'"\n]+)['"]\s*\)/g
 const PY_IMPORT = /^[ \t]*import[ \t]+([\w.]+(?:[ \t]*,[ \t]*[\w.]+)*)/gm
-const PY_FROM = /^[ \t]*from[ \t]+(\.*[\w.]*)[ \t]+import\b/gm
+// An empty module (`from  import x`) was never reported, so the name may not be empty.
+const PY_FROM = /^[ \t]*from[ \t]+([\w.]+)[ \t]+import\b/gm
 const GO_SINGLE = /^[ \t]*import[ \t]+(?:[\w.]+[ \t]+)?"([^"]+)"/gm
-const GO_BLOCK = /^[ \t]*import[ \t]*\(([^)]*)\)/gm
+const GO_BLOCK_OPEN = /^[ \t]*import[ \t]*\(/gm
 const GO_BLOCK_LINE = /^[ \t]*(?:[\w.]+[ \t]+)?"([^"]+)"/gm
-const EX_DIRECTIVE = /^[ \t]*(?:alias|import|use|require)[ \t]+([A-Z]\w*(?:\.[A-Z]\w*)*)(?:\.\{([^}]*)\})?/gm
+const EX_DIRECTIVE = /^[ \t]*(?:alias|import|use|require)[ \t]+([A-Z]\w*(?:\.[A-Z]\w*)*)/gm
 const EX_DEFMODULE = /^[ \t]*defmodule[ \t]+([A-Z][\w.]*)[ \t]+do\b/gm
 
 function captures(text: string, pattern: RegExp): string[] {
@@ -34,11 +38,21 @@ function captures(text: string, pattern: RegExp): string[] {
 
 function elixirImports(text: string): string[] {
   const out: string[] = []
-  for (const m of text.matchAll(EX_DIRECTIVE)) {
+  // A `.{` list after the last `}` never closes: knowing that up front saves scanning to the end.
+  const lastClose = text.lastIndexOf('}')
+  EX_DIRECTIVE.lastIndex = 0
+  for (let m = EX_DIRECTIVE.exec(text); m; m = EX_DIRECTIVE.exec(text)) {
     const head = m[1] as string
+    const open = EX_DIRECTIVE.lastIndex
+    if (!text.startsWith('.{', open) || lastClose < open + 2) {
+      out.push(head)
+      continue
+    }
     // `alias MyApp.{Accounts, Repo}` names several modules.
-    if (m[2] === undefined) out.push(head)
-    else for (const tail of m[2].split(',')) if (tail.trim()) out.push(`${head}.${tail.trim()}`)
+    const close = text.indexOf('}', open + 2)
+    for (const tail of text.slice(open + 2, close).split(','))
+      if (tail.trim()) out.push(`${head}.${tail.trim()}`)
+    EX_DIRECTIVE.lastIndex = close + 1
   }
   return out
 }
@@ -47,7 +61,7 @@ function elixirImports(text: string): string[] {
 export function extractImports(syntax: ImportSyntax, text: string): string[] {
   switch (syntax) {
     case 'js':
-      return [...captures(text, JS_STATIC), ...captures(text, JS_CALL)]
+      return [...jsStaticImports(text), ...captures(text, JS_CALL)]
     case 'python':
       return [
         ...captures(text, PY_IMPORT).flatMap((list) => list.split(',').map((s) => s.trim())),
@@ -56,7 +70,7 @@ export function extractImports(syntax: ImportSyntax, text: string): string[] {
     case 'go':
       return [
         ...captures(text, GO_SINGLE),
-        ...captures(text, GO_BLOCK).flatMap((block) => captures(block, GO_BLOCK_LINE)),
+        ...closedSpans(text, GO_BLOCK_OPEN, ')').flatMap((block) => captures(block, GO_BLOCK_LINE)),
       ]
     case 'elixir':
       return elixirImports(text)

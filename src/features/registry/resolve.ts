@@ -45,23 +45,42 @@ function resolveJs(index: TreeIndex, from: string, spec: string): string | null 
   return candidates.find((c) => index.files.has(c)) ?? (index.dirs.has(target) ? target : null)
 }
 
+const pythonFile = (index: TreeIndex, stem: string) =>
+  [`${stem}.py`, `${stem}/__init__.py`].find((c) => index.files.has(c)) ?? null
+
+/**
+ * The deepest `base/a/b/c` module that `a.b.c` names: `import a.b.c` may name a module, or a name
+ * inside a shorter one. Walked down from the top, part by part and only while the tree has such a
+ * directory: a line of `import a.a.a…` names a million candidates, each as long as the line.
+ */
+function deepestPythonModule(index: TreeIndex, base: string, dotted: string): string | null {
+  let found: string | null = null
+  let stem = base
+  for (let at = 0; at < dotted.length; ) {
+    const dot = dotted.indexOf('.', at)
+    const part = dotted.slice(at, dot < 0 ? dotted.length : dot)
+    at = dot < 0 ? dotted.length : dot + 1
+    if (part === '') continue
+    if (stem !== '' && !index.dirs.has(stem)) break
+    stem = stem === '' ? part : `${stem}/${part}`
+    found = pythonFile(index, stem) ?? found
+  }
+  return found
+}
+
 function resolvePython(index: TreeIndex, from: string, spec: string): string | null {
   const dots = /^\.*/.exec(spec)?.[0].length ?? 0
-  const parts = spec.slice(dots).split('.').filter(Boolean)
   let bases = ['', 'src', 'lib']
   if (dots > 0) {
     let dir = path.posix.dirname(from)
-    for (let i = 1; i < dots; i++) dir = path.posix.dirname(dir)
+    for (let i = 1; i < dots && dir !== '.'; i++) dir = path.posix.dirname(dir)
     bases = [dir === '.' ? '' : dir]
   }
   for (const base of bases) {
-    // `import a.b.c` may name a module, or a name inside a shorter one.
-    for (let n = parts.length; n >= (dots > 0 ? 0 : 1); n--) {
-      const stem = [base, ...parts.slice(0, n)].filter(Boolean).join('/')
-      const found = [`${stem}.py`, `${stem}/__init__.py`].find((c) => index.files.has(c))
-      if (found) return found
-      if (n === 0 && index.dirs.has(stem)) return stem
-    }
+    const found = deepestPythonModule(index, base, spec.slice(dots))
+    if (found) return found
+    // `from . import x`, `from .. import y`: the package itself.
+    if (dots > 0) return pythonFile(index, base) ?? (index.dirs.has(base) ? base : null)
   }
   return null
 }

@@ -1,6 +1,6 @@
 // Just enough TOML for dependency tables (Cargo.toml, pyproject.toml): `[table]` headers and
 // `key = value` lines whose value is a string, an inline table or an array (possibly over several
-// lines). Not a TOML parser; anything else is skipped.
+// lines). Not a TOML parser; anything else is skipped. Linear in the text: each line is read once.
 
 export interface TomlEntry {
   table: string
@@ -10,6 +10,7 @@ export interface TomlEntry {
 }
 
 function stripComment(line: string): string {
+  if (!line.includes('#')) return line
   let quote: string | null = null
   for (let i = 0; i < line.length; i++) {
     const c = line[i]
@@ -21,17 +22,48 @@ function stripComment(line: string): string {
   return line
 }
 
-const depth = (text: string) => (text.match(/[[{]/g)?.length ?? 0) - (text.match(/[\]}]/g)?.length ?? 0)
+/** Brackets and braces opened minus closed, quotes not considered. */
+function depth(text: string): number {
+  let open = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x5b || c === 0x7b) open++
+    else if (c === 0x5d || c === 0x7d) open--
+  }
+  return open
+}
+
+const KEY = /^("[^"]+"|'[^']+'|[\w.-]+)\s*=/
+const LINE_BREAK = /[\r\u2028\u2029]/
+
+/**
+ * A `key = value` line, or null. The value is what `\s*(.*)$` captured: the rest of the line after
+ * its leading whitespace, and no entry at all when that holds a line break (`.` stops at \r).
+ */
+function keyValue(table: string, line: string): TomlEntry | null {
+  const kv = KEY.exec(line)
+  if (!kv) return null
+  // Sliced rather than matched: `\s*(.*)$` tried every split of a line's whitespace (quadratic).
+  const value = line.slice(kv[0].length).trimStart()
+  if (LINE_BREAK.test(value)) return null
+  return { table, key: (kv[1] as string).replace(/^["']|["']$/g, ''), value }
+}
 
 export function tomlEntries(text: string): TomlEntry[] {
   const entries: TomlEntry[] = []
   let table = ''
-  let pending: TomlEntry | null = null
+  // A value over several lines: its lines so far and how many brackets they leave open, counted
+  // line by line (counting the whole value again after each line is quadratic).
+  let pending: { entry: TomlEntry; lines: string[]; open: number } | null = null
   for (const raw of text.split('\n')) {
     const line = stripComment(raw).trim()
     if (pending) {
-      pending.value += ` ${line}`
-      if (depth(pending.value) <= 0) pending = null
+      pending.lines.push(line)
+      pending.open += depth(line)
+      if (pending.open <= 0) {
+        pending.entry.value = pending.lines.join(' ')
+        pending = null
+      }
       continue
     }
     const header = /^\[\[?([^\]]+)\]\]?$/.exec(line)
@@ -39,12 +71,13 @@ export function tomlEntries(text: string): TomlEntry[] {
       table = (header[1] as string).trim()
       continue
     }
-    const kv = /^("[^"]+"|'[^']+'|[\w.-]+)\s*=\s*(.*)$/.exec(line)
-    if (!kv) continue
-    const entry = { table, key: (kv[1] as string).replace(/^["']|["']$/g, ''), value: kv[2] as string }
+    const entry = keyValue(table, line)
+    if (!entry) continue
     entries.push(entry)
-    if (depth(entry.value) > 0) pending = entry
+    const open = depth(entry.value)
+    if (open > 0) pending = { entry, lines: [entry.value], open }
   }
+  if (pending) pending.entry.value = pending.lines.join(' ')
   return entries
 }
 
