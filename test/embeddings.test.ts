@@ -252,8 +252,17 @@ t.test('template-embed with the http provider, through the API', async (t) => {
 
 t.test('embeddings configuration: defaults, and the URL hidden in errors', async (t) => {
   const { loadConfig } = await import('../src/config.js')
-  t.throws(() => loadConfig({ EMBEDDINGS_BATCH: '0' }), /EMBEDDINGS_BATCH=0/)
-  t.throws(() => loadConfig({ EMBEDDINGS_URL: 'ftp://secret@host' }), /EMBEDDINGS_URL=\(hidden\)/)
+  // The variable and the value are named (the wording of the rule is config.ts's).
+  t.throws(() => loadConfig({ EMBEDDINGS_BATCH: '0' }), /EMBEDDINGS_BATCH\b.*\b0\b/)
+  const url = (() => {
+    try {
+      loadConfig({ EMBEDDINGS_URL: 'ftp://secret@host' })
+    } catch (err) {
+      return (err as Error).message
+    }
+  })()
+  t.match(url, /EMBEDDINGS_URL\b.*\(hidden\)/)
+  t.notMatch(url, /secret/, 'the URL may hold credentials: never in the message')
   const config = loadConfig({})
   t.equal(config.embeddingsModel, 'Qodo/Qodo-Embed-1-1.5B')
   t.equal(config.embeddingsBatch, 32)

@@ -4,6 +4,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { PendingQuery, Row, Sql } from 'postgres'
 import type { Static, TObject } from 'typebox'
 import type { Config } from '../config.js'
+import type { TriggerAction } from '../http/auth/access.js'
 
 /**
  * Awaits a query that PostgreSQL cancels (its statement is interrupted on the server) when the
@@ -54,6 +55,11 @@ export interface JobDefinition<A extends TObject = TObject> {
   maxAttempts: number
   /** Its default schedules; an operator may edit or delete them, and a deleted one stays deleted. */
   schedules?: readonly DefaultSchedule[]
+  /**
+   * What a manual run with these (validated) args amounts to, when some runs of the job need a
+   * higher role than triggering it does (TRIGGER_ACCESS in src/http/auth/access.ts says who).
+   */
+  triggerAction?(args: Static<A>, config: Config): TriggerAction
   /** The result is stored on the run as JSON (undefined properties dropped, as JSON.stringify does). */
   run(ctx: JobContext<Static<A>>): Promise<unknown>
 }

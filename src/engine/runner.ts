@@ -24,6 +24,9 @@ export class RunAbort extends Error {
 
 export const CANCEL_CHANNEL = 'steward_cancel'
 
+/** Refuses (throws) a manual trigger its caller may not make, given the job and its validated args. */
+export type Authorize = (job: AnyJob, args: Record<string, unknown>) => void | Promise<void>
+
 export interface RunnerDeps {
   sql: Sql
   runs: RunStore
@@ -187,9 +190,16 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
     abortLocal,
 
     /** Validates args, records a queued run and starts it. */
-    async trigger(name: string, rawArgs: unknown, trigger: RunTrigger = 'manual'): Promise<Run> {
+    async trigger(
+      name: string,
+      rawArgs: unknown,
+      trigger: RunTrigger = 'manual',
+      authorize?: Authorize,
+    ): Promise<Run> {
       const job = jobOf(name)
       const args = validateArgs(job.args, rawArgs)
+      // After validation, so the decision sees the args the run would get (defaults filled in).
+      await authorize?.(job, args)
       if (!accepting) throw new Conflict('the server is shutting down; trigger the job on another instance')
       const run = await runs.insertQueued({ job: job.name, trigger, args, maxAttempts: job.maxAttempts })
       publish(run)

@@ -5,6 +5,12 @@ export class InvalidInput extends Error {
   readonly statusCode = 400
 }
 
+/** The caller's role does not allow this (the message says which role does). */
+export class Forbidden extends Error {
+  override name = 'Forbidden'
+  readonly statusCode = 403
+}
+
 export class NotFound extends Error {
   override name = 'NotFound'
   readonly statusCode = 404

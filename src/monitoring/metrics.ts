@@ -235,18 +235,24 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
     return await promRegistry.metrics()
   }
 
-  let rendering: Promise<unknown> = Promise.resolve()
+  /** The computation in flight, if any: every scrape that arrives meanwhile is answered by it. */
+  let rendering: Promise<string> | undefined
 
   return {
     promRegistry,
     contentType: promRegistry.contentType,
 
-    /** The exposition text; cluster-wide values are read now, and left out if the database is down. */
+    /**
+     * The exposition text; cluster-wide values are read now, and left out if the database is down.
+     * Single-flight: scrapes that arrive while one is computed share its text, so however many come
+     * at once, at most one set of queries runs (each resets and refills the same metrics, too);
+     * the next computation starts once this one has settled.
+     */
     render(): Promise<string> {
-      // One scrape at a time: each resets and refills the same metrics.
-      const next = rendering.then(renderNow, renderNow)
-      rendering = next.catch(() => {})
-      return next
+      rendering ??= renderNow().finally(() => {
+        rendering = undefined
+      })
+      return rendering
     },
 
     close(): void {

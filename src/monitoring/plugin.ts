@@ -1,7 +1,8 @@
 // Observability: schedule health, Prometheus metrics and webhook alerts, started with the app and
-// stopped when it closes. GET /events streams the engine's run change feed.
+// stopped when it closes. GET /events streams the engine's run change feed (event-streams.ts).
 import fp from 'fastify-plugin'
 import { type Alerts, createAlerts } from './alerts.js'
+import { createEventStreams, type EventStreams } from './event-streams.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { createScheduleHealth, type ScheduleHealth } from './schedule-health.js'
 
@@ -10,6 +11,7 @@ declare module 'fastify' {
     scheduleHealth: ScheduleHealth
     metrics: Metrics
     alerts: Alerts
+    eventStreams: EventStreams
   }
 }
 
@@ -20,7 +22,7 @@ export interface MonitoringOptions {
 
 export default fp<MonitoringOptions>(
   async (app, { clock = () => new Date() }) => {
-    const { sql, config, jobs, scheduleStore: schedules, runner, log } = app
+    const { sql, config, jobs, scheduleStore: schedules, runner, runEvents, tokens, log } = app
     const scheduleHealth = createScheduleHealth(sql, jobs, clock)
     const metrics = createMetrics({
       sql,
@@ -32,20 +34,30 @@ export default fp<MonitoringOptions>(
       log,
     })
     const alerts = createAlerts({ sql, schedules, health: scheduleHealth, config, log })
+    const eventStreams = createEventStreams({
+      runEvents,
+      tokens,
+      perToken: config.eventsStreamsPerToken,
+      pingMs: config.eventsPingMs,
+      log,
+    })
 
     app.decorate('scheduleHealth', scheduleHealth)
     app.decorate('metrics', metrics)
     app.decorate('alerts', alerts)
+    app.decorate('eventStreams', eventStreams)
 
     app.addHook('onReady', async () => {
       alerts.start()
     })
     app.addHook('preClose', async () => {
+      // Open streams would keep the server from closing.
+      eventStreams.close()
       await alerts.stop()
     })
     app.addHook('onClose', async () => {
       metrics.close()
     })
   },
-  { name: 'monitoring', dependencies: ['db', 'engine'] },
+  { name: 'monitoring', dependencies: ['db', 'auth', 'engine'] },
 )

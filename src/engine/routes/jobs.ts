@@ -29,6 +29,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['jobs'],
+        operationId: 'listJobs',
         summary: 'List the registered jobs',
         response: { 200: Page(Type.Ref('Job')) },
       },
@@ -41,6 +42,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['jobs'],
+        operationId: 'getJob',
         summary: 'One job, with its args schema, schedules and last run',
         params: JobName,
         response: { 200: Type.Ref('Job'), ...errors(404) },
@@ -59,6 +61,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['jobs'],
+        operationId: 'triggerJob',
         summary: 'Run a job now',
         description:
           "Validates `args` against the job's schema, records a queued run and starts it. Follow it with GET /runs/{id}.",
@@ -67,7 +70,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
           { args: Type.Optional(JsonObject) },
           { additionalProperties: false, examples: [{ args: {} }] },
         ),
-        response: { 202: RunRef, ...errors(400, 404, 409) },
+        response: { 202: RunRef, ...errors(400, 403, 404, 409) },
       },
       // The body is optional: `curl -X POST …/runs` with none runs the job with default args.
       preValidation: async (request) => {
@@ -75,7 +78,15 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const run = await app.runner.trigger(request.params.name, request.body.args ?? {}, 'manual')
+      const run = await app.runner.trigger(
+        request.params.name,
+        request.body.args ?? {},
+        'manual',
+        async (job, args) => {
+          const action = job.triggerAction?.(args, app.config)
+          if (action) await request.authorize(action)
+        },
+      )
       await request.audit('job.trigger', {
         target: request.params.name,
         after: { runId: run.id, args: run.args },

@@ -8,12 +8,18 @@
 // - a drill that cannot check here at all (no client tools, no scratch database) fails the same way;
 // - nothing to drill yet (no backup recorded) is a success with a note, not an alarm: the backup
 //   schedules' own health and failures say why there are none;
-// - one database at a time: each check restores into its own scratch database.
+// - one database at a time: each check restores into its own scratch database;
+// - it shares the cluster-wide cap on restore checks (BACKUP_VERIFY_CONCURRENCY) with
+//   POST /backups/{id}/verify: it waits for a free slot (said in its log) and holds it to the end;
+// - a backup whose only copy is a local file on another host (BACKUP_HOST) cannot be checked here:
+//   a failed entry (file_elsewhere), not recorded on the backup.
 import { Type } from 'typebox'
 import { defineJob, type JobContext } from '../../engine/job.js'
 import { isDatabaseDown } from '../../lib/errors.js'
 import { remoteStoreFor } from './offsite/offsite.js'
-import { type VerifyDeps, VerifyUnavailable, verifyBackup } from './restore/verify.js'
+import { VerifyUnavailable } from './restore/sandbox.js'
+import { type VerifyDeps, verifyBackup } from './restore/verify.js'
+import { withVerifySlot } from './restore/verify-slots.js'
 import type { StoredBackup, VerifyResult } from './schemas.js'
 import { type BackupStore, createBackupStore } from './store.js'
 import { BackupError } from './tools.js'
@@ -147,6 +153,29 @@ function failureMessage(failed: DrillEntry[], total: number): string {
   return `${failed.length} of ${total} file(s) did not pass the restore check: ${lines.join('; ')}`
 }
 
+/** Checks each backup in turn, holding one restore-check slot throughout (waited for when busy). */
+async function drillAll(ctx: Context, deps: VerifyDeps, store: BackupStore, list: StoredBackup[]) {
+  const { sql, config, signal } = ctx
+  const onWait = () => ctx.log.info('waiting for another restore check to finish (BACKUP_VERIFY_CONCURRENCY)')
+  return await withVerifySlot(
+    sql,
+    { limit: config.backupVerifyConcurrency, wait: { signal, onWait } },
+    async () => {
+      const entries: DrillEntry[] = []
+      for (const backup of list) {
+        signal.throwIfAborted()
+        try {
+          entries.push(await drillOne(deps, store, backup, ctx))
+        } catch (err) {
+          if (!(err instanceof VerifyUnavailable) || signal.aborted) throw err
+          throw new BackupError('drill_failed', `cannot restore-check backups here: ${err.message}`, false)
+        }
+      }
+      return entries
+    },
+  )
+}
+
 export const backupVerify = defineJob({
   name: 'backup-verify',
   description:
@@ -165,16 +194,7 @@ export const backupVerify = defineJob({
     const missing = await notBackedUp(ctx, list)
     if (missing.length > 0) ctx.log.warn({ databases: missing }, 'restore drill: databases without a backup')
     const deps: VerifyDeps = { sql, config, signal, remote: remoteStoreFor(config) }
-    const entries: DrillEntry[] = []
-    for (const backup of list) {
-      signal.throwIfAborted()
-      try {
-        entries.push(await drillOne(deps, store, backup, ctx))
-      } catch (err) {
-        if (!(err instanceof VerifyUnavailable) || signal.aborted) throw err
-        throw new BackupError('drill_failed', `cannot restore-check backups here: ${err.message}`, false)
-      }
-    }
+    const entries = list.length === 0 ? [] : await drillAll(ctx, deps, store, list)
     const failed = entries.filter((e) => !e.ok)
     if (failed.length > 0)
       throw new BackupError('drill_failed', failureMessage(failed, entries.length), false)

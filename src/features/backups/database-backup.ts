@@ -205,12 +205,14 @@ export const databaseBackup = defineJob({
     { name: 'backup-hourly', cron: '0 * * * *', args: { type: 'hourly' } },
     { name: 'backup-daily', cron: '0 1 * * *', args: { type: 'daily' } },
   ],
+  // A new hourly or daily set pushes the oldest of its kind out through retention: an admin's call.
+  triggerAction: (args) => (args.type === 'manual' ? 'backup.manual' : 'backup.rotating'),
   async run(ctx) {
     const { config, sql, log, runId, signal } = ctx
     const store = createBackupStore(sql, config)
     const offsite = createOffsite({ sql, store, config, log })
     const recipients = await loadRecipients(config)
-    const setDir = await createSetDir(config.backupDir, ctx.args.type, new Date(), runId)
+    const setDir = await createSetDir(config.backupDir, ctx.args.type, new Date(), runId, store.hasSet)
     let recorded: StoredBackup[]
     try {
       const files = await dumpSet(ctx, { ...setDir, recipients, keyFor: offsite.keyFor })

@@ -1,10 +1,17 @@
 // Serving a backup file: opening it by its row (never by a path from the request), from BACKUP_DIR
-// or, when the local file is gone (or asked for), from its off-site copy; and the HTTP details of a
-// download as plain functions: single byte ranges, ETag matching, the headers.
+// or, when the local file is gone, on another host, or asked for, from its off-site copy; and the
+// HTTP details of a download as plain functions: single byte ranges, ETag matching, the headers.
 import fs from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { Conflict, NotFound } from '../../lib/errors.js'
-import { type BackupFormat, EXTENSIONS, PathEscape, resolveInside } from './files.js'
+import {
+  type BackupFormat,
+  EXTENSIONS,
+  FileElsewhere,
+  isLocalHere,
+  PathEscape,
+  resolveInside,
+} from './files.js'
 import { RemoteError } from './offsite/remote-errors.js'
 import type { RemoteStore } from './offsite/remote-store.js'
 import type { StoredBackup } from './schemas.js'
@@ -25,25 +32,41 @@ export interface BackupReader {
 
 export type CopyChoice = 'local' | 'remote' | undefined
 
+/** This instance's BACKUP_DIR and BACKUP_HOST. */
+export interface Place {
+  backupDir: string
+  host: string
+}
+
 /**
  * Opens the copy to read: the local file unless `choice` is remote or the local file is gone, then
- * the uploaded off-site copy. 404 when the chosen copy does not exist.
+ * the uploaded off-site copy. 404 when the chosen copy does not exist; 409 when the only copy is a
+ * local file on another host.
  */
 export async function openBackup(
-  backupDir: string,
+  place: Place,
   backup: StoredBackup,
   remote: RemoteStore | null,
   choice: CopyChoice,
 ): Promise<BackupReader> {
   const uploaded = backup.remote?.state === 'uploaded' ? backup.remote.key : null
-  if (choice !== 'remote' && backup.local) {
-    const { handle, size } = await openBackupFile(backupDir, backup)
+  const here = isLocalHere(backup, place.host)
+  if (choice !== 'remote' && here) {
+    const { handle, size } = await openBackupFile(place.backupDir, backup)
     return {
       source: 'local',
       size,
       stream: async (start, end, highWaterMark) => handle.createReadStream({ start, end, highWaterMark }),
       close: () => handle.close(),
     }
+  }
+  if (backup.local && !here) {
+    // On another host: the off-site copy is the only one this instance can read.
+    if (choice === 'local') throw new FileElsewhere(backup, 'download it from an instance there')
+    if (!uploaded)
+      throw new FileElsewhere(backup, 'it has no off-site copy; download it from an instance there')
+    if (!remote)
+      throw new FileElsewhere(backup, 'and BACKUP_REMOTE_URL is not set here to read its off-site copy')
   }
   if (choice === 'local') throw new NotFound(`backup ${backup.id} has no local copy (only off-site)`)
   if (!uploaded) throw new NotFound(`backup ${backup.id} has no uploaded off-site copy`)

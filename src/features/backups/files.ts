@@ -1,8 +1,10 @@
 // The backup directory's layout: BACKUP_DIR/<kind>/backup_YYYYMMDD_HHMMSS/<db>.<ext>, one directory
 // per set, temporary files beside their destination, and the checks that keep every path inside
-// BACKUP_DIR. Files are 0600 and directories 0700: a dump holds every row of the database.
+// BACKUP_DIR. Files are 0600 and directories 0700: a dump holds every row of the database. A
+// BACKUP_DIR belongs to one host (BACKUP_HOST): a file recorded by another host is not looked for here.
 import fs from 'node:fs/promises'
 import path from 'node:path'
+import { Conflict } from '../../lib/errors.js'
 
 export const KINDS = ['hourly', 'daily', 'manual'] as const
 export type BackupKind = (typeof KINDS)[number]
@@ -52,13 +54,22 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 /**
  * Claims a new set directory. mkdir is atomic, so two runs in the same second (on one host or on
- * several sharing BACKUP_DIR) never share one: the later one adds its run id.
+ * several sharing BACKUP_DIR) never share one: the later one adds its run id. `recorded` says
+ * whether another host already recorded a set of that name in its own BACKUP_DIR (file names are
+ * unique across hosts, as off-site keys are).
  */
-export async function createSetDir(backupDir: string, kind: BackupKind, now: Date, runId: string) {
+export async function createSetDir(
+  backupDir: string,
+  kind: BackupKind,
+  now: Date,
+  runId: string,
+  recorded: (relative: string) => Promise<boolean> = async () => false,
+) {
   const kindDir = path.join(backupDir, kind)
   await fs.mkdir(kindDir, { recursive: true, mode: 0o700 })
   const base = `backup_${stamp(now)}`
   for (const name of [base, `${base}_${runId}`, ...[2, 3, 4, 5].map((n) => `${base}_${runId}_${n}`)]) {
+    if (await recorded(`${kind}/${name}`)) continue
     try {
       await fs.mkdir(path.join(kindDir, name), { mode: 0o700 })
       return { dir: path.join(kindDir, name), relative: `${kind}/${name}` }
@@ -94,4 +105,25 @@ export async function removeSetDir(backupDir: string, setDir: string): Promise<v
   })
   if (!dir || !SET_NAME.test(path.basename(dir))) return
   await fs.rm(dir, { recursive: true, force: true })
+}
+
+/** Where a backup's (or a set's) local copy is, as its rows say. */
+export interface LocalCopy {
+  local: boolean
+  /** BACKUP_HOST of the instance that wrote it; null: recorded before hosts were (taken as local). */
+  host: string | null
+}
+
+/** There is a local file, and it is in this host's BACKUP_DIR. */
+export function isLocalHere(copy: LocalCopy, host: string): boolean {
+  return copy.local && (copy.host === null || copy.host === host)
+}
+
+/** The local file is in another host's BACKUP_DIR: nothing here may read or remove it (409). */
+export class FileElsewhere extends Conflict {
+  readonly code = 'file_elsewhere'
+  constructor(backup: LocalCopy & { id: number }, what: string) {
+    const where = `is on host "${backup.host}" (its BACKUP_HOST), not here`
+    super(`the local file of backup ${backup.id} ${where}: ${what}`)
+  }
 }

@@ -1,6 +1,7 @@
 // Housekeeping for what interrupted work leaves behind: temporary files of crashed backup runs,
 // empty set directories, finished files that never got their row (reported, never deleted), and
-// scratch databases of interrupted restore checks. Run at start-up and after each successful set.
+// scratch databases and login roles of interrupted restore checks. Run at start-up and after each
+// successful set.
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import type { FastifyBaseLogger } from 'fastify'
@@ -8,7 +9,7 @@ import type { Sql } from 'postgres'
 import type { Config } from '../../config.js'
 import { KINDS, SET_NAME, TEMP_NAME } from './files.js'
 import { RESTORE_TMP } from './restore/fetch.js'
-import { SCRATCH_PREFIX, scratchCreatedAt } from './restore/verify.js'
+import { LOGIN_PREFIX, SCRATCH_PREFIX, scratchCreatedAt } from './restore/sandbox.js'
 
 export interface SweepReport {
   removedTemp: string[]
@@ -61,28 +62,43 @@ async function readDir(dir: string) {
   }
 }
 
+const stale = (names: string[], maxAgeMs: number) =>
+  names.filter((name) => Date.now() - (scratchCreatedAt(name)?.getTime() ?? Date.now()) > maxAgeMs)
+
 /**
- * Drops scratch databases of restore checks that were interrupted (a crash) hours ago. Without
- * FORCE: a database someone is connected to is a check still running, and stays.
+ * Drops scratch databases of restore checks that were interrupted (a crash) hours ago, then their
+ * login roles. Without FORCE: a database someone is connected to is a check still running, and
+ * stays (and so does its role, which owns it).
  */
 export async function dropStaleScratchDatabases(
   sql: Sql,
   log: FastifyBaseLogger,
   maxAgeMs = 6 * 3600_000,
 ): Promise<string[]> {
-  const rows = await sql<{ datname: string }[]>`
-    select datname from pg_database where left(datname, ${SCRATCH_PREFIX.length}) = ${SCRATCH_PREFIX}`
-  const stale = rows
-    .map((r) => r.datname)
-    .filter((name) => Date.now() - (scratchCreatedAt(name)?.getTime() ?? Date.now()) > maxAgeMs)
+  const databases = await sql<{ name: string }[]>`
+    select datname as name from pg_database where left(datname, ${SCRATCH_PREFIX.length}) = ${SCRATCH_PREFIX}`
   const dropped: string[] = []
-  for (const name of stale) {
+  for (const name of stale(
+    databases.map((r) => r.name),
+    maxAgeMs,
+  )) {
     await sql`drop database if exists ${sql(name)}`.then(
       () => dropped.push(name),
       (err) => log.warn({ err, database: name }, 'scratch database still in use; left alone'),
     )
   }
-  if (dropped.length > 0) log.info({ dropped }, 'dropped scratch databases of interrupted restore checks')
+  const roles = await sql<{ name: string }[]>`
+    select rolname as name from pg_roles where left(rolname, ${LOGIN_PREFIX.length}) = ${LOGIN_PREFIX}`
+  for (const name of stale(
+    roles.map((r) => r.name),
+    maxAgeMs,
+  )) {
+    await sql`drop role if exists ${sql(name)}`.then(
+      () => dropped.push(name),
+      (err) => log.warn({ err, role: name }, 'restore role still owns a database; left alone'),
+    )
+  }
+  if (dropped.length > 0) log.info({ dropped }, 'dropped what interrupted restore checks left behind')
   return dropped
 }
 

@@ -3,8 +3,10 @@
 // newest set of each kind and the newest set that passed its restore check are always kept, and a
 // set still waiting for its off-site upload is never removed (an object-store outage loses no set).
 // A removed set whose off-site copy is uploaded keeps its rows: it is still listed and served.
+// With several hosts the tiers count every host's sets (the keep counts are cluster-wide), but each
+// host removes only the sets in its own BACKUP_DIR: another host's files are that host's to remove.
 import type { Config } from '../../config.js'
-import type { BackupKind } from './files.js'
+import { type BackupKind, isLocalHere } from './files.js'
 import { retained } from './gfs.js'
 import type { BackupStore, SetSummary } from './store.js'
 
@@ -24,7 +26,9 @@ export async function applyLocalRetention(store: BackupStore, config: Config): P
     const ofKind = local.filter((set) => set.kind === kind)
     for (const set of [ofKind[0], ofKind.find((s) => s.verified)]) if (set) keep.add(set.setDir)
   }
-  const retire = local.filter((set) => !keep.has(set.setDir) && !set.awaitingUpload)
+  const retire = local.filter(
+    (set) => !keep.has(set.setDir) && !set.awaitingUpload && isLocalHere(set, config.backupHost),
+  )
   for (const [kind, sets] of byKind(retire)) await store.dropLocal(kind, { setDirs: sets })
   return retire.map((set) => set.setDir)
 }

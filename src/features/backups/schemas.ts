@@ -75,6 +75,14 @@ export const Backup = Type.Object(
     sha256: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Of the stored bytes; also the ETag.' }),
     encrypted: Type.Boolean({ description: 'age-encrypted (BACKUP_AGE_RECIPIENTS): the file ends in .age.' }),
     local: Type.Boolean({ description: 'The file is still in BACKUP_DIR (else only the off-site copy is).' }),
+    host: Nullable(
+      Type.String({
+        description:
+          'The host whose BACKUP_DIR holds the local file (its BACKUP_HOST): only the instances there read ' +
+          'or remove it; elsewhere the off-site copy is used. null: recorded before hosts were, treated as ' +
+          'local everywhere.',
+      }),
+    ),
     remote: Nullable(RemoteCopy),
     anomaly: Nullable(Anomaly),
     runId: Nullable(Type.Integer({ description: 'The run that made it (null once that run is pruned).' })),

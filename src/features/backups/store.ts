@@ -2,7 +2,9 @@
 // off-site copy's state, anomalies, restore-check results, and the removal of rows and files. A
 // row exists only for a file that was fsynced and renamed into place, and lives while either copy
 // does (the file in BACKUP_DIR, or the uploaded off-site copy). Files and rows are removed
-// together, row first (see dropLocal).
+// together, row first (see dropLocal). A row says which host's BACKUP_DIR holds its file (host,
+// BACKUP_HOST); local files are read and removed only by that host, or by any host when the row
+// predates hosts (null).
 import fs from 'node:fs/promises'
 import type { Sql, TransactionSql } from 'postgres'
 import type { Config } from '../../config.js'
@@ -30,6 +32,7 @@ interface BackupRow extends WrittenFile {
   id: string
   bytes: string
   local: boolean
+  host: string | null
   remoteState: RemoteState | null
   remoteKey: string | null
   remoteUploadedAt: Date | null
@@ -58,6 +61,8 @@ export interface SetSummary {
   kind: BackupKind
   createdAt: Date
   local: boolean
+  /** The host whose BACKUP_DIR holds the set (null: recorded before hosts were). */
+  host: string | null
   /** Every file of the set has an uploaded off-site copy. */
   uploaded: boolean
   /** Some file of the set still waits for its upload (pending or failed). */
@@ -78,6 +83,7 @@ const COLUMNS = [
   'sha256',
   'encrypted',
   'local',
+  'host',
   'remote_state',
   'remote_key',
   'remote_uploaded_at',
@@ -102,6 +108,7 @@ function toStored(row: BackupRow): StoredBackup {
     sha256: row.sha256,
     encrypted: row.encrypted,
     local: row.local,
+    host: row.host,
     remote:
       row.remoteState === null || row.remoteKey === null
         ? null
@@ -147,6 +154,9 @@ export function createBackupStore(sql: Sql, config: Config) {
     for (const dir of dirs) if (!remaining.has(dir)) await removeSetDir(config.backupDir, dir)
   }
 
+  /** Rows whose local file (if any) this host may touch: its own, and those recorded before hosts. */
+  const here = (tx: Sql | TransactionSql) => tx`(host is null or host = ${config.backupHost})`
+
   /** Serialises changes to one kind's sets across instances (retention, deletes). */
   const lockKind = (tx: TransactionSql, kind: BackupKind) =>
     tx`select pg_advisory_xact_lock(hashtext('steward.backups'), hashtext(${kind}))`
@@ -183,9 +193,10 @@ export function createBackupStore(sql: Sql, config: Config) {
         for (const f of files) {
           const [row] = await tx<BackupRow[]>`
             insert into backups (kind, scope, database, file, set_dir, format, bytes, sha256, encrypted,
-                                 remote_state, remote_key, run_id)
+                                 host, remote_state, remote_key, run_id)
             values (${f.kind}, ${f.scope}, ${f.database}, ${f.file}, ${f.setDir}, ${f.format}, ${f.bytes},
-                    ${f.sha256}, ${f.encrypted}, ${f.remoteKey === null ? null : 'pending'}, ${f.remoteKey},
+                    ${f.sha256}, ${f.encrypted}, ${config.backupHost},
+                    ${f.remoteKey === null ? null : 'pending'}, ${f.remoteKey},
                     ${runId === null ? null : tx`(select id from job_runs where id = ${runId})`})
             returning ${columns}`
           rows.push(row as BackupRow)
@@ -195,21 +206,26 @@ export function createBackupStore(sql: Sql, config: Config) {
       })
     },
 
+    /** Whether a set of this name is recorded (by any host). */
+    async hasSet(setDir: string): Promise<boolean> {
+      return (await sql`select 1 from backups where set_dir = ${setDir} limit 1`).length > 0
+    },
+
     /** Every set, newest first, with what retention needs to know of it. */
     async sets(): Promise<SetSummary[]> {
       return await sql<SetSummary[]>`
-        select set_dir, kind, min(created_at) as created_at, bool_or(local) as local,
+        select set_dir, kind, host, min(created_at) as created_at, bool_or(local) as local,
                bool_and(remote_state is not distinct from 'uploaded') as uploaded,
                bool_or(remote_state in ('pending', 'failed')) as awaiting_upload,
                bool_and(coalesce(verify_result->>'ok' = 'true', false)) as verified
-        from backups group by set_dir, kind order by max(id) desc`
+        from backups group by set_dir, kind, host order by max(id) desc`
     },
 
     /**
      * Removes the local copy of these sets: rows whose off-site copy is uploaded stay (local =
      * false), the others are deleted; then the files. Row first: a crash in between leaves a file
      * without a row (an orphan, reported by the sweep and never served), never a row that points at
-     * nothing.
+     * nothing. Only files on this host: another host's rows are left for that host to remove.
      */
     async dropLocal(kind: BackupKind, target: { id: number } | { setDirs: string[] }): Promise<number> {
       const match = (tx: TransactionSql) =>
@@ -220,9 +236,9 @@ export function createBackupStore(sql: Sql, config: Config) {
         await lockKind(tx, kind)
         const kept = await tx<{ file: string; setDir: string }[]>`
           update backups set local = false
-          where ${match(tx)} and local and remote_state = 'uploaded' returning file, set_dir`
+          where ${match(tx)} and local and ${here(tx)} and remote_state = 'uploaded' returning file, set_dir`
         const deleted = await tx<{ file: string; setDir: string }[]>`
-          delete from backups where ${match(tx)} and local returning file, set_dir`
+          delete from backups where ${match(tx)} and local and ${here(tx)} returning file, set_dir`
         return [...kept, ...deleted]
       })
       if (removed.length > 0) await removeFiles(removed)
@@ -243,10 +259,10 @@ export function createBackupStore(sql: Sql, config: Config) {
       })
     },
 
-    /** Files still to upload, oldest first. */
+    /** Files on this host still to upload, oldest first (another host uploads its own). */
     async awaitingUpload(limit = 1000): Promise<StoredBackup[]> {
       const rows = await sql<BackupRow[]>`
-        select ${columns} from backups where remote_state in ('pending', 'failed') and local
+        select ${columns} from backups where remote_state in ('pending', 'failed') and local and ${here(sql)}
         order by id limit ${limit}`
       return rows.map(toStored)
     },

@@ -83,9 +83,28 @@ export function parseDatabaseUrl(url: string): Connection {
   return conn
 }
 
-// Client tools inherit the process environment (PATH, locale, TLS settings): that is the child's
-// context rather than Steward's configuration, so it is read here and not in config.ts.
-const inherited = process.env
+// Client tools get only the part of the process environment they use: the search path, locale and
+// time zone, HOME (~/.pgpass, ~/.postgresql/ certificates) and libpq's own variables. Everything else
+// (STEWARD_ADMIN_TOKEN, AWS keys, API keys) stays out of their environment, where any process of the
+// same user could read it (/proc/<pid>/environ). This is the child's context rather than Steward's
+// configuration, so it is read here and not in config.ts.
+const PASSED = new Set(['PATH', 'HOME', 'LANG', 'LANGUAGE', 'TZ', 'TMPDIR'])
+// libpq's own variables (PGSSLMODE, PGSSLROOTCERT … are the SSL* ones), and the locale's LC_*.
+const LIBPQ = [
+  'HOST HOSTADDR PORT DATABASE USER PASSWORD PASSFILE SERVICE SERVICEFILE SYSCONFDIR OPTIONS APPNAME',
+  'CONNECT_TIMEOUT CLIENTENCODING TARGETSESSIONATTRS LOADBALANCEHOSTS CHANNELBINDING REQUIREAUTH',
+  'REQUIRESSL SSL[A-Z]* GSSENCMODE GSSLIB GSSDELEGATION KRBSRVNAME TZ DATESTYLE LOCALEDIR',
+].join(' ')
+const PASSED_PATTERN = new RegExp(`^(LC_[A-Z]+|PG(${LIBPQ.replaceAll(' ', '|')}))$`)
+
+/** The environment every client tool starts from: the allowed variables of `source` (process.env). */
+export function toolEnv(source: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [name, value] of Object.entries(source)) {
+    if (value !== undefined && (PASSED.has(name) || PASSED_PATTERN.test(name))) env[name] = value
+  }
+  return env
+}
 
 /**
  * The environment for a client tool connecting to `database` on the configured server. Values from
@@ -94,7 +113,7 @@ const inherited = process.env
  */
 export function connectionEnv(conn: Connection, database: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
-    ...inherited,
+    ...toolEnv(),
     ...conn.extra,
     PGDATABASE: database,
     PGAPPNAME: 'steward-backup',
@@ -152,7 +171,7 @@ const VERSION_DIRS = [
 
 function candidates(name: ToolName, major: number, options: LocateOptions): string[] {
   if (options.binDir) return [path.join(options.binDir, name)]
-  const pathDirs = (options.pathEnv ?? inherited.PATH ?? '').split(path.delimiter).filter(Boolean)
+  const pathDirs = (options.pathEnv ?? process.env.PATH ?? '').split(path.delimiter).filter(Boolean)
   const versionDirs = (options.versionDirs ?? VERSION_DIRS).map((d) => d.replaceAll('{major}', String(major)))
   return [...new Set([...pathDirs, ...versionDirs].map((dir) => path.join(dir, name)))]
 }
@@ -160,7 +179,7 @@ function candidates(name: ToolName, major: number, options: LocateOptions): stri
 async function probe(file: string): Promise<{ version: string; major: number } | null> {
   try {
     await fs.access(file, fs.constants.X_OK)
-    const { stdout } = await run(file, ['--version'], { timeout: 10_000 })
+    const { stdout } = await run(file, ['--version'], { timeout: 10_000, env: toolEnv() })
     return parseToolVersion(stdout)
   } catch {
     return null

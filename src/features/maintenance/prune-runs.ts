@@ -6,6 +6,7 @@ import { cancellable, defineJob } from '../../engine/job.js'
 
 /** The history a schedule always keeps, however old. */
 const KEEP_PER_SCHEDULE = 100
+const BATCH = 5000
 
 export const pruneRuns = defineJob({
   name: 'prune-runs',
@@ -19,7 +20,14 @@ export const pruneRuns = defineJob({
           description: 'Overrides RUNS_RETENTION_DAYS for this run.',
         }),
       ),
-      batchSize: Type.Integer({ minimum: 1, maximum: 100_000, default: 5000 }),
+      batchSize: Type.Optional(
+        Type.Integer({
+          minimum: 1,
+          maximum: 100_000,
+          default: BATCH,
+          description: 'Rows deleted per statement.',
+        }),
+      ),
     },
     { additionalProperties: false },
   ),
@@ -27,8 +35,14 @@ export const pruneRuns = defineJob({
   maxAttempts: 2,
   // Not in the seed: keeps job_runs bounded (RUNS_RETENTION_DAYS).
   schedules: [{ name: 'prune-runs', cron: '30 0 * * *' }],
+  // Deleting history younger than the configured retention is an admin's call.
+  triggerAction: (args, config) =>
+    (args.olderThanDays ?? config.runsRetentionDays) < config.runsRetentionDays
+      ? 'runs.prune-below-retention'
+      : 'runs.prune',
   async run({ args, sql, signal, config, log }) {
     const days = args.olderThanDays ?? config.runsRetentionDays
+    const batchSize = args.batchSize ?? BATCH
     let deleted = 0
     let batches = 0
     for (;;) {
@@ -44,7 +58,7 @@ export const pruneRuns = defineJob({
               ) newest
             ))
           order by r.id
-          limit ${args.batchSize}
+          limit ${batchSize}
           for update skip locked
         )
         delete from job_runs where id in (select id from candidates)
@@ -53,7 +67,7 @@ export const pruneRuns = defineJob({
       )
       deleted += rows.length
       batches += 1
-      if (rows.length < args.batchSize) break
+      if (rows.length < batchSize) break
     }
     log.info({ deleted, batches, days }, 'runs pruned')
     return { deleted, batches, olderThanDays: days, keptPerSchedule: KEEP_PER_SCHEDULE }

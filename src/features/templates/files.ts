@@ -30,7 +30,7 @@ const FORMATS: Record<string, TemplateFormat> = {
   '.markdown': 'markdown',
 }
 
-/** Larger files are not templates; reading them whole would only waste memory. */
+/** Larger files are not templates; they are refused by their size, before any byte is read. */
 export const MAX_TEMPLATE_BYTES = 1024 * 1024
 
 /** In JSON and YAML templates the first of these string fields is the body; the rest is metadata. */
@@ -63,8 +63,8 @@ export async function findTemplateFiles(root: string, signal: AbortSignal): Prom
 
 /** Reads and parses one file; a string is the reason it could not be used. */
 export async function readTemplate(root: string, relative: string): Promise<ParsedTemplate | string> {
-  const bytes = await fs.readFile(path.join(root, relative))
-  if (bytes.length > MAX_TEMPLATE_BYTES) return `larger than ${MAX_TEMPLATE_BYTES} bytes`
+  const bytes = await readBounded(path.join(root, relative), MAX_TEMPLATE_BYTES)
+  if (typeof bytes === 'string') return bytes
   let text: string
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes)
@@ -86,6 +86,29 @@ export async function readTemplate(root: string, relative: string): Promise<Pars
     metadata: parsed.metadata,
     body: parsed.body,
     sha256: createHash('sha256').update(bytes).digest('hex'),
+  }
+}
+
+/**
+ * The file's bytes, or why they were not read. The size is checked first (on the open handle, so
+ * it is the size of the file then read): a huge file costs a stat, not its size in memory. A file
+ * still being written is read no further than one byte past the size it had, and skipped this time.
+ */
+async function readBounded(file: string, max: number): Promise<Buffer | string> {
+  const handle = await fs.open(file, 'r')
+  try {
+    const { size } = await handle.stat()
+    if (size > max) return `larger than ${max} bytes`
+    const buffer = Buffer.alloc(size + 1)
+    let length = 0
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length)
+      if (bytesRead === 0) break
+      length += bytesRead
+    }
+    return length > size ? 'grew while it was read (still being written?)' : buffer.subarray(0, length)
+  } finally {
+    await handle.close()
   }
 }
 

@@ -1,6 +1,11 @@
 // Makes the templates table match TEMPLATES_DIR: insert new files, update changed ones (by sha256),
 // delete rows whose file is gone, and leave the rest untouched unless forced. All writes happen in
 // one transaction, so a failure leaves the table exactly as it was.
+// Rules it keeps:
+// - a sync that would delete every row, or more than half of them, is refused before anything is
+//   written (mass_delete_refused), unless allowMassDelete: an empty or half-mounted TEMPLATES_DIR
+//   looks exactly like "every template was deleted", and the embeddings go with the rows;
+// - a file that exists but cannot be parsed keeps its row (a bad edit does not delete a template).
 import type { Sql, TransactionSql } from 'postgres'
 import type { JsonValue } from '../../lib/json.js'
 import { type FileWarning, findTemplateFiles, type ParsedTemplate, readTemplate } from './files.js'
@@ -22,11 +27,26 @@ interface ExistingRow {
 // Any constant shared by every Steward process: two syncs at once would race on the same paths.
 const SYNC_LOCK = 0x74706c73
 
+/**
+ * The sync would delete all templates or more than half of them. Not retryable: the directory will
+ * not fill itself in the seconds before a retry; someone has to look (the run_failed alert).
+ */
+export class MassDeleteRefused extends Error {
+  override name = 'MassDeleteRefused'
+  readonly code = 'mass_delete_refused'
+  readonly retryable = false
+}
+
+/** Whether deleting `gone` of `total` rows needs allowMassDelete: all of them, or over half. */
+export function isMassDelete(gone: number, total: number): boolean {
+  return gone > 0 && (gone === total || gone * 2 > total)
+}
+
 /** Reads every file first (no transaction held open during I/O), then writes in one transaction. */
 export async function syncTemplates(
   sql: Sql,
   root: string,
-  options: { force: boolean; signal: AbortSignal },
+  options: { force: boolean; allowMassDelete: boolean; signal: AbortSignal },
 ): Promise<SyncResult> {
   const { parsed, warnings } = await readAll(root, options.signal)
   // A file that exists but cannot be parsed keeps its row: a bad edit should not delete a template.
@@ -34,6 +54,15 @@ export async function syncTemplates(
   const counts = await sql.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${SYNC_LOCK})`
     const rows = await tx<ExistingRow[]>`select id, path, sha256 from templates`
+    // Decided before the first write, so a refused sync changes nothing at all.
+    const gone = rows.filter((r) => !present.has(r.path)).map((r) => r.id)
+    if (!options.allowMassDelete && isMassDelete(gone.length, rows.length)) {
+      throw new MassDeleteRefused(
+        `template-sync would delete ${gone.length} of ${rows.length} templates (and their embeddings): ` +
+          `${root} holds ${present.size} template file(s). Refused, nothing was changed. If the files ` +
+          'really are gone, run template-sync with {"allowMassDelete": true}.',
+      )
+    }
     const existing = new Map(rows.map((r) => [r.path, r]))
     const result = { added: 0, updated: 0, unchanged: 0, removed: 0 }
     for (const template of parsed) {
@@ -47,7 +76,6 @@ export async function syncTemplates(
         result.updated += 1
       } else result.unchanged += 1
     }
-    const gone = rows.filter((r) => !present.has(r.path)).map((r) => r.id)
     if (gone.length > 0) await tx`delete from templates where id in ${tx(gone)}`
     result.removed = gone.length
     return result

@@ -1,17 +1,24 @@
-// Access control: bearer tokens with roles viewer < operator < admin. Every route's rule is in the
-// ACCESS table below, in one place, so what a role may do can be read (and reviewed) at a glance; a
-// route without a rule refuses to start, so nothing is ever exposed by omission. Also: the failed-
-// authentication limit, the per-token limit on mutating requests, and the OpenAPI security scheme.
+// Access control: bearer tokens with roles viewer < operator < admin, checked against the rules in
+// access.ts (ACCESS per route, TRIGGER_ACCESS per kind of manual run; request.authorize checks the
+// latter). Also: the failed-authentication limit, the per-token limit on mutating requests, the
+// audit of refused changes, and the OpenAPI security scheme.
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../../config.js'
+import { Forbidden } from '../../lib/errors.js'
 import { errors } from '../../lib/schemas.js'
+import { type Access, accessOf, TRIGGER_ACCESS, type TriggerAction } from './access.js'
 import { type Audit, type AuditInput, createAudit } from './audit.js'
 import type { AuditAction } from './schemas.js'
-import { createTokens, type Principal, type Role, roleAtLeast, TOKEN_CHANNEL, type Tokens } from './tokens.js'
-
-export type Access = 'public' | Role
+import {
+  bearerToken,
+  createTokens,
+  type Principal,
+  roleAtLeast,
+  TOKEN_CHANNEL,
+  type Tokens,
+} from './tokens.js'
 
 type AuditChange = Omit<AuditInput, 'actor' | 'action'>
 
@@ -25,60 +32,12 @@ declare module 'fastify' {
     principal: Principal | null
     /** Records in the audit log what this request changed or triggered, as its token's name. */
     audit(action: AuditAction, change?: AuditChange): Promise<void>
+    /** Throws Forbidden (403, recorded in the audit log) unless this request's role may take the action. */
+    authorize(action: TriggerAction): Promise<void>
   }
   interface FastifyContextConfig {
     access?: Access
   }
-}
-
-/** Who may call what. HEAD follows GET. */
-export const ACCESS: Record<string, Access> = {
-  'GET /health': 'public',
-  'GET /ready': 'public',
-  'GET /metrics': 'public', // closed by METRICS_TOKEN when set (src/monitoring/routes/metrics.ts)
-  'GET /openapi.json': 'public',
-  'GET /': 'public', // the dashboard page: it asks for a token and calls the API with it
-
-  'GET /me': 'viewer',
-  'GET /events': 'viewer',
-  'GET /jobs': 'viewer',
-  'GET /jobs/:name': 'viewer',
-  'GET /runs': 'viewer',
-  'GET /runs/:id': 'viewer',
-  'GET /schedules': 'viewer',
-  'GET /schedules/:name': 'viewer',
-  'POST /schedules/preview': 'viewer', // computes fire times, saves nothing
-  'GET /backups': 'viewer',
-  'GET /backups/:id': 'viewer',
-  'GET /registry/snapshots': 'viewer',
-  'GET /registry/snapshots/latest': 'viewer',
-  'GET /registry/snapshots/:id': 'viewer',
-  'GET /templates': 'viewer',
-  'GET /templates/search': 'viewer',
-  'GET /templates/:id': 'viewer',
-
-  'POST /jobs/:name/runs': 'operator',
-  'POST /runs/:id/cancel': 'operator',
-  'GET /backups/:id/download': 'operator', // a full copy of the database
-  'POST /backups/:id/verify': 'operator',
-
-  'POST /schedules': 'admin',
-  'PATCH /schedules/:name': 'admin',
-  'DELETE /schedules/:name': 'admin',
-  'DELETE /backups/:id': 'admin',
-  'POST /tokens': 'admin',
-  'GET /tokens': 'admin',
-  'DELETE /tokens/:name': 'admin',
-  'GET /audit': 'admin',
-}
-
-/** Swagger UI and the dashboard's static files: public, like the page that loads them. */
-const PUBLIC_PREFIXES = ['/docs', '/ui/']
-
-export function accessOf(method: string, url: string): Access | undefined {
-  if (PUBLIC_PREFIXES.some((prefix) => url === prefix.replace(/\/$/, '') || url.startsWith(prefix)))
-    return 'public'
-  return ACCESS[`${method === 'HEAD' ? 'GET' : method} ${url}`]
 }
 
 export interface AuthOptions {
@@ -114,6 +73,26 @@ export default fp<AuthOptions>(
         return audit.record({ ...change, actor: actorOf(this), action })
       },
     )
+    app.decorateRequest('authorize', async function (this: FastifyRequest, action: TriggerAction) {
+      const { role, why } = TRIGGER_ACCESS[action]
+      const principal = this.principal
+      if (principal && roleAtLeast(principal.role, role)) return
+      const message = `this needs the ${role} role: ${why}; the token "${principal?.name}" has the ${principal?.role} role`
+      await recordRefusal(this, message)
+      throw new Forbidden(message)
+    })
+    /** A refused change is worth an audit row: who tried what (reads are not recorded). */
+    async function recordRefusal(request: FastifyRequest, message: string) {
+      if (request.method === 'GET' || request.method === 'HEAD') return
+      await audit
+        .record({
+          actor: actorOf(request),
+          action: 'access.denied',
+          target: `${request.method} ${request.url.split('?')[0]}`,
+          after: { message },
+        })
+        .catch((err) => request.log.warn({ err }, 'could not record a refused request in the audit log'))
+    }
     const failures = failureLimiter(config.authFailuresPerMinute)
 
     app.addHook('onRequest', async (request, reply) => {
@@ -123,14 +102,16 @@ export default fp<AuthOptions>(
       if (token === null) {
         return deny(reply, 401, 'send the header "Authorization: Bearer <token>"', 'Bearer realm="steward"')
       }
-      const retryIn = failures.blockedFor(request.ip)
-      if (retryIn > 0) {
-        reply.header('retry-after', Math.ceil(retryIn / 1000))
-        return deny(reply, 429, `too many failed authentications; retry in ${Math.ceil(retryIn / 1000)} s`)
-      }
+      // A valid token is always served: the failure limit slows guessing from an address, and must
+      // not let anyone sharing that address (everyone, behind a proxy without TRUST_PROXY) lock the
+      // good tokens out.
       const principal = await tokens.authenticate(token)
       if (!principal) {
-        failures.fail(request.ip)
+        const retryIn = failures.fail(request.ip)
+        if (retryIn > 0) {
+          reply.header('retry-after', Math.ceil(retryIn / 1000))
+          return deny(reply, 429, `too many failed authentications; retry in ${Math.ceil(retryIn / 1000)} s`)
+        }
         return deny(
           reply,
           401,
@@ -140,11 +121,9 @@ export default fp<AuthOptions>(
       }
       request.principal = principal
       if (!roleAtLeast(principal.role, access)) {
-        return deny(
-          reply,
-          403,
-          `this needs the ${access} role; the token "${principal.name}" has the ${principal.role} role`,
-        )
+        const message = `this needs the ${access} role; the token "${principal.name}" has the ${principal.role} role`
+        await recordRefusal(request, message)
+        return deny(reply, 403, message)
       }
     })
 
@@ -204,11 +183,6 @@ function describeAccess(route: RouteOptions, mutationsPerMinute: number): void {
   }
 }
 
-function bearerToken(header: string | undefined): string | null {
-  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header ?? '')
-  return match?.[1] ?? null
-}
-
 const STATUS = { 401: 'Unauthorized', 403: 'Forbidden', 429: 'Too Many Requests' } as const
 
 function deny(reply: FastifyReply, status: 401 | 403 | 429, message: string, challenge?: string) {
@@ -217,34 +191,27 @@ function deny(reply: FastifyReply, status: 401 | 403 | 429, message: string, cha
 }
 
 /**
- * Failed authentications per client address in a fixed one-minute window: past the limit, every
- * bearer request from that address gets 429 until the window ends, so tokens cannot be guessed
- * at speed. In memory, per instance; entries expire with their window.
+ * Failed authentications per client address in a fixed one-minute window: past the limit, that
+ * address's failures get 429 (with Retry-After) instead of 401 until the window ends, so tokens
+ * cannot be guessed at speed. In memory, per instance; entries expire with their window.
  */
 function failureLimiter(perMinute: number) {
   const windows = new Map<string, { count: number; resetAt: number }>()
   const windowMs = 60_000
   return {
-    blockedFor(ip: string): number {
-      const entry = windows.get(ip)
-      if (!entry) return 0
+    /** Counts a failure; returns how long the address stays limited (0: not limited). */
+    fail(ip: string): number {
       const now = Date.now()
-      if (entry.resetAt <= now) {
-        windows.delete(ip)
-        return 0
-      }
-      return entry.count >= perMinute ? entry.resetAt - now : 0
-    },
-    fail(ip: string): void {
-      const now = Date.now()
-      const entry = windows.get(ip)
+      let entry = windows.get(ip)
       if (entry && entry.resetAt > now) entry.count++
       else {
         if (windows.size > 10_000) {
           for (const [key, value] of windows) if (value.resetAt <= now) windows.delete(key)
         }
-        windows.set(ip, { count: 1, resetAt: now + windowMs })
+        entry = { count: 1, resetAt: now + windowMs }
+        windows.set(ip, entry)
       }
+      return entry.count > perMinute ? entry.resetAt - now : 0
     },
   }
 }

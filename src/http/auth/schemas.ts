@@ -37,6 +37,7 @@ export const AUDIT_ACTIONS = [
   'backup.verify',
   'token.create',
   'token.revoke',
+  'access.denied',
 ] as const
 
 export const AuditAction = Type.Enum([...AUDIT_ACTIONS])

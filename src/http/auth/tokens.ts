@@ -2,6 +2,8 @@
 // STEWARD_ADMIN_TOKEN is an admin token that lives in memory only. Lookups are cached for a few
 // seconds; a revoke clears the cache on every instance (NOTIFY), so a revoked token stops working
 // at once where it was revoked and within the cache lifetime elsewhere, even if a notification is lost.
+// What outlives a request (an open GET /events stream) watches for revokes and re-checks its token
+// with `live`, which reads the database rather than the cache.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
@@ -49,6 +51,12 @@ export function hashToken(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest()
 }
 
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+export function bearerToken(header: string | undefined): string | null {
+  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header ?? '')
+  return match?.[1] ?? null
+}
+
 interface TokenRow {
   name: string
   role: Role
@@ -70,6 +78,7 @@ export function createTokens(sql: Sql, options: { envAdminToken?: string }) {
   const envHash = options.envAdminToken ? hashToken(options.envAdminToken) : null
   const cache = new Map<string, { principal: Principal; hash: Buffer; until: number }>()
   const touched = new Map<string, number>()
+  const revokeWatchers = new Set<(name?: string) => void>()
 
   function touch(hash: Buffer): void {
     const key = hash.toString('hex')
@@ -166,10 +175,42 @@ export function createTokens(sql: Sql, options: { envAdminToken?: string }) {
       return info
     },
 
-    /** Drops cached lookups of a token (all of them when no name is given). */
+    /**
+     * Drops cached lookups of a token (all of them when no name is given). Called when a token is
+     * revoked here or on another instance (its notification), and with no name when notifications
+     * may have been missed (the listening connection came back): so it also tells the watchers.
+     */
     forget(name?: string): void {
       for (const [key, entry] of cache)
         if (name === undefined || entry.principal.name === name) cache.delete(key)
+      for (const revoked of revokeWatchers) revoked(name)
+    },
+
+    /**
+     * Calls `revoked` whenever a token may have been revoked, on any instance: with its name, or
+     * with none when revokes may have gone unnoticed; until the returned function runs. It must not
+     * throw.
+     */
+    watchRevocations(revoked: (name?: string) => void): () => void {
+      revokeWatchers.add(revoked)
+      return () => revokeWatchers.delete(revoked)
+    },
+
+    /**
+     * Which of these tokens (their sha256, hex) are live now, read from the database and not the
+     * cache, so a revoke whose notification was lost is seen as well. One query for all of them.
+     */
+    async live(keys: string[]): Promise<Set<string>> {
+      const envKey = envHash?.toString('hex')
+      const live = new Set(keys.filter((key) => key === envKey))
+      const stored = keys.filter((key) => key !== envKey)
+      if (stored.length === 0) return live
+      const rows = await sql<{ key: string }[]>`
+        select encode(token_hash, 'hex') as key from api_tokens
+        where token_hash in (select decode(k, 'hex') from unnest(${stored}::text[]) k)
+          and revoked_at is null`
+      for (const row of rows) live.add(row.key)
+      return live
     },
 
     /**

@@ -1,14 +1,12 @@
 // Live view: run state changes as Server-Sent Events, from every instance sharing the database
 // (relayed through LISTEN/NOTIFY by src/engine/run-events.ts). `curl -N` or a browser's
-// EventSource can watch jobs run without polling.
-import { PassThrough } from 'node:stream'
+// EventSource can watch jobs run without polling. The streams themselves (their end, their token's
+// revocation, the per-token limit) are src/monitoring/event-streams.ts.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply } from 'fastify'
 import { Type } from 'typebox'
+import { bearerToken } from '../../http/auth/tokens.js'
 import { errors } from '../../lib/schemas.js'
-
-/** A client that lets this much pile up unread is dropped (it can reconnect), not buffered for ever. */
-const MAX_BUFFERED = 4 * 1024 * 1024
 
 const EventsQuery = Type.Object(
   {
@@ -25,12 +23,16 @@ const events: FastifyPluginAsyncTypebox = async (app) => {
       exposeHeadRoute: false,
       schema: {
         tags: ['runs'],
+        operationId: 'streamEvents',
         summary: 'Run state changes as they happen (Server-Sent Events)',
         description:
           'A `text/event-stream`: each change of a run, on any instance, is an event `run` whose data ' +
           'is the run as GET /runs/{id} shows it; a `: ping` comment comes every 15 s. An event `gap` ' +
           'says this server lost its database connection for a while and changes in between are ' +
-          'missing (re-read GET /runs). The stream stays open until the client disconnects. Try ' +
+          'missing (re-read GET /runs). The stream stays open until the client disconnects, or until ' +
+          'its token is revoked (on any instance): then a last event `end` says so and the stream ' +
+          'closes. One token may hold EVENTS_STREAMS_PER_TOKEN streams (10 by default) on each ' +
+          'server instance; one more gets 429. Try ' +
           '`curl -N -H "Authorization: Bearer $TOKEN" http://127.0.0.1:3000/events`.',
         querystring: EventsQuery,
         response: {
@@ -38,53 +40,30 @@ const events: FastifyPluginAsyncTypebox = async (app) => {
             description: 'A stream of `event: run` messages and `: ping` comments',
             content: { 'text/event-stream': { schema: { type: 'string' } } },
           },
-          ...errors(400),
+          ...errors(400, 429),
         },
       },
     },
     async (request, reply) => {
-      const { job } = request.query
-      const stream = new PassThrough()
-      stream.on('error', () => {})
-      let ended = false
-      const write = (text: string) => {
-        if (ended) return
-        if (stream.readableLength > MAX_BUFFERED) {
-          request.log.warn('event stream client is not reading; disconnecting it')
-          return end()
-        }
-        stream.write(text)
-      }
-      const unsubscribe = app.runEvents.subscribe(
-        (run) => {
-          if (job === undefined || run.job === job) write(`event: run\ndata: ${JSON.stringify(run)}\n\n`)
-        },
-        {
-          onEnd: () => end(),
-          onGap: () =>
-            write(
-              'event: gap\ndata: {"message":"the server lost its database connection for a while; changes in between are not in this stream"}\n\n',
-            ),
-        },
-      )
-      const ping = setInterval(() => write(': ping\n\n'), app.config.eventsPingMs)
-      function end(): void {
-        if (ended) return
-        ended = true
-        clearInterval(ping)
-        unsubscribe()
-        if (!stream.destroyed) stream.end()
-      }
-      // The response closes when the client hangs up (or once the stream ended).
-      reply.raw.on('close', end)
-      // Sent at once, so clients (and proxies) see the stream open before the first change.
-      write('retry: 3000\n: connected\n\n')
+      const token = bearerToken(request.headers.authorization)
+      const principal = request.principal
+      // Both set by the auth hook (this route needs a viewer token); the stream re-checks the token.
+      if (token === null || principal === null)
+        return reply.unauthorized('send "Authorization: Bearer <token>"')
+      const opened = app.eventStreams.open({
+        token,
+        principal,
+        job: request.query.job,
+        connection: reply.raw,
+        log: request.log,
+      })
+      if ('refused' in opened) return reply.tooManyRequests(opened.refused)
       // Untyped: the schema documents the stream as a string.
       return (reply as FastifyReply)
         .header('content-type', 'text/event-stream; charset=utf-8')
         .header('cache-control', 'no-cache, no-transform')
         .header('x-accel-buffering', 'no')
-        .send(stream)
+        .send(opened.stream)
     },
   )
 }

@@ -1,15 +1,15 @@
-// The client-tool half of `steward backup restore`: what a dump declares (its tables and row counts),
-// loading it into a database with psql or pg_restore, and applying a set's globals.sql.
+// The client-tool half of `steward backup restore` and of the restore check: what a dump declares
+// (its tables and row counts), loading it into a database with psql or pg_restore (or, for the
+// check, its SQL script through a filter into psql), and applying a set's globals.sql.
 //
 // Rules it keeps:
 // - the same invocations as the restore check (verify.ts): -X, --no-password, ON_ERROR_STOP, one
 //   transaction, so a failed restore leaves nothing half-loaded; connection details travel only in
 //   the environment (connectionEnv), never in argv;
-// - owners and privileges are restored as the dump has them (unlike the restore check, which restores
-//   into a scratch database with --no-owner/--no-privileges): a plain script cannot be told to skip
-//   them anyway, and a restore that silently hands every object to the restoring role is not the
-//   database that was backed up. Roles missing on this server make the restore fail; --globals
-//   creates them first;
+// - owners and privileges are restored as the dump has them (unlike the restore check, which leaves
+//   them out, restoring as a role without rights: see script-filter.ts): a restore that silently
+//   hands every object to the restoring role is not the database that was backed up. Roles missing
+//   on this server make the restore fail; --globals creates them first;
 // - globals.sql runs without ON_ERROR_STOP (CREATE ROLE fails for every role that exists already,
 //   which is expected) and every error it prints is counted and returned, not hidden;
 // - the role the command connects as is left as it is: its ALTER ROLE … WITH line (attributes and
@@ -17,13 +17,14 @@
 //   it is logged in with and lock itself out halfway.
 import { createReadStream } from 'node:fs'
 import fs from 'node:fs/promises'
+import type { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip } from 'node:zlib'
 import type { Sql } from 'postgres'
 import type { Config } from '../../../config.js'
 import type { BackupFormat } from '../files.js'
 import { runTool, startTool, toolFailure } from '../process.js'
-import { BackupError, locateTool, serverVersion, type Tool } from '../tools.js'
+import { BackupError, locateTool, serverVersion, type Tool, toolEnv } from '../tools.js'
 import { readDumpContents, type TableCounts } from './contents.js'
 
 export interface RestoreTools {
@@ -54,7 +55,7 @@ export async function expectedContents(
     return await readDumpContents(format === 'gzip' ? script.pipe(createGunzip()) : script)
   }
   // Without --dbname pg_restore connects nowhere: it writes the archive out as a SQL script.
-  const proc = startTool(tools.pgRestore, ['--file=-', file], { env: {}, signal })
+  const proc = startTool(tools.pgRestore, ['--file=-', file], { env: toolEnv(), signal })
   const [contents, exit] = await Promise.all([readDumpContents(proc.stdout), proc.exited])
   signal.throwIfAborted()
   const failure = toolFailure(tools.pgRestore, exit)
@@ -64,21 +65,16 @@ export async function expectedContents(
 
 const PSQL_ARGS = ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '--single-transaction']
 
-/**
- * Loads the dump into env.PGDATABASE in one transaction; rejects with the tool's stderr. `ownership`
- * 'skip' (custom archives only) restores without owners and grants, as a scratch restore may.
- */
+/** Loads the dump into env.PGDATABASE in one transaction, owners and grants too; rejects with stderr. */
 export async function restoreWithClient(
   format: BackupFormat,
   file: string,
   tools: RestoreTools,
   env: NodeJS.ProcessEnv,
   signal: AbortSignal,
-  ownership: 'keep' | 'skip' = 'keep',
 ): Promise<void> {
   if (format === 'custom' && tools.pgRestore) {
     const args = ['--no-password', '--exit-on-error', '--single-transaction', `--dbname=${env.PGDATABASE}`]
-    if (ownership === 'skip') args.push('--no-owner', '--no-privileges')
     await runTool(tools.pgRestore, [...args, file], { env, signal })
     return
   }
@@ -97,6 +93,49 @@ export async function restoreWithClient(
   if (failure) throw failure
   if (fed instanceof Error)
     throw new BackupError('unreadable', `could not decompress the dump: ${fed.message}`)
+}
+
+/** The dump's SQL script: the file itself, or pg_restore's script of the archive (no owners, no grants). */
+function scriptOf(format: BackupFormat, file: string, tools: RestoreTools, signal: AbortSignal) {
+  if (format !== 'custom' || !tools.pgRestore)
+    return { stream: createReadStream(file) as Readable, tool: null }
+  const args = ['--file=-', '--no-owner', '--no-privileges', file]
+  const proc = startTool(tools.pgRestore, args, { env: toolEnv(), signal })
+  return { stream: proc.stdout, tool: tools.pgRestore, exited: proc.exited }
+}
+
+/**
+ * Loads the dump's SQL script into env.PGDATABASE with psql in one transaction, every line through
+ * `filter` on its way (the restore check's: see script-filter.ts); rejects with psql's stderr.
+ */
+export async function restoreScript(
+  format: BackupFormat,
+  file: string,
+  tools: RestoreTools,
+  env: NodeJS.ProcessEnv,
+  signal: AbortSignal,
+  filter: Transform,
+): Promise<void> {
+  const psql = startTool(tools.psql, [...PSQL_ARGS, '--file=-'], { env, signal, stdin: 'pipe' })
+  psql.stdout.resume()
+  const script = scriptOf(format, file, tools, signal)
+  const stdin = psql.stdin as NodeJS.WritableStream
+  const feeding =
+    format === 'gzip'
+      ? pipeline(script.stream, createGunzip(), filter, stdin)
+      : pipeline(script.stream, filter, stdin)
+  const fed = feeding.then(
+    () => null,
+    (err: unknown) => err,
+  )
+  const [exit, fedError, scriptExit] = await Promise.all([psql.exited, fed, script.exited])
+  signal.throwIfAborted()
+  const failure = toolFailure(tools.psql, exit)
+  if (failure) throw failure
+  const unreadable = script.tool && scriptExit ? toolFailure(script.tool, scriptExit) : null
+  if (unreadable) throw new BackupError('unreadable', unreadable.message)
+  if (fedError instanceof BackupError) throw fedError
+  if (fedError) throw new BackupError('unreadable', `could not read the dump: ${(fedError as Error).message}`)
 }
 
 export interface GlobalsResult {

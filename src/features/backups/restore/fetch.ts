@@ -1,7 +1,8 @@
 // A backup file as a local path for the tools that need one (psql, pg_restore): the file in
-// BACKUP_DIR, else its off-site copy downloaded into BACKUP_DIR/.restore-tmp; and its plaintext,
-// decrypted into the same place when the file is age-encrypted. Temporary files are 0600 and
-// removed when the work is done, whatever happens.
+// BACKUP_DIR when it is on this host, else its off-site copy downloaded into BACKUP_DIR/.restore-tmp;
+// and its plaintext, decrypted into the same place when the file is age-encrypted. Temporary files
+// are 0600 and removed when the work is done, whatever happens. A file on another host (BACKUP_HOST)
+// with no off-site copy to read is a FileElsewhere (409), never "missing".
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
 import fs from 'node:fs/promises'
@@ -9,7 +10,7 @@ import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { NotFound } from '../../../lib/errors.js'
 import { decryptStream } from '../encryption.js'
-import { resolveInside } from '../files.js'
+import { FileElsewhere, isLocalHere, resolveInside } from '../files.js'
 import type { RemoteStore } from '../offsite/remote-store.js'
 import type { StoredBackup } from '../schemas.js'
 
@@ -32,6 +33,8 @@ export async function hashFile(
 
 export interface FetchOptions {
   backupDir: string
+  /** BACKUP_HOST: a local file recorded by another host is not read here. */
+  host: string
   remote: RemoteStore | null
   signal: AbortSignal
   /** remote: use the off-site copy even when the local file is there. */
@@ -58,13 +61,16 @@ export async function withStoredFile<T>(
   options: FetchOptions,
   work: (file: string, source: 'local' | 'remote') => Promise<T>,
 ): Promise<T> {
-  if (backup.local && options.source !== 'remote') {
+  if (isLocalHere(backup, options.host) && options.source !== 'remote') {
     return await work(await resolveInside(options.backupDir, backup.file), 'local')
   }
   const key = backup.remote?.state === 'uploaded' ? backup.remote.key : null
+  const remote = options.remote
+  // A file on another host is not missing: it is no verdict on the backup, only not readable here.
+  if (backup.local && (!key || !remote) && options.source !== 'remote')
+    throw new FileElsewhere(backup, key ? 'and BACKUP_REMOTE_URL is not set here' : 'it has no off-site copy')
   if (!key)
     throw new NotFound(`backup ${backup.id} has no copy to read (no local file, no uploaded off-site copy)`)
-  const remote = options.remote
   if (!remote) throw new NotFound(`backup ${backup.id} is only off-site, and no BACKUP_REMOTE_URL is set`)
   return await withDownload(remote, key, options.backupDir, options.signal, (file) => work(file, 'remote'))
 }

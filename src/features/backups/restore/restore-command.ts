@@ -1,6 +1,7 @@
 import postgres, { type Sql } from 'postgres'
 import type { Config } from '../../../config.js'
 import { readIdentityFile } from '../encryption.js'
+import { FileElsewhere } from '../files.js'
 import { loadIdentities } from '../keys.js'
 import { connectionEnv, parseDatabaseUrl } from '../tools.js'
 import {
@@ -180,6 +181,7 @@ async function checkIntegrity(backup: RestoreFile, file: string, source: string,
 
 function explainFetch(err: unknown, backup: RestoreFile): unknown {
   if (err instanceof CommandError) return err
+  if (err instanceof FileElsewhere) return new CommandError(`cannot read ${backup.file}: ${err.message}`)
   const message = (err as Error).message ?? String(err)
   if (/age decryption failed/.test(message))
     return new CommandError(`cannot decrypt ${backup.file} with the given identity: ${message}`)

@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import type { Sql } from 'postgres'
 import type { Config } from '../../../config.js'
-import { resolveInside } from '../files.js'
+import { isLocalHere, resolveInside } from '../files.js'
 import { remoteStoreFor } from '../offsite/offsite.js'
 import type { RemoteStore } from '../offsite/remote-store.js'
 import type { StoredBackup } from '../schemas.js'
@@ -74,9 +74,10 @@ async function tableSource(deps: SourceDeps, id: number, withGlobals: boolean): 
     scratchDir: config.backupDir,
     async withStored(file, work) {
       const row = rows.get(file) as StoredBackup
-      const copy = await whichCopy(row, config.backupDir)
-      if (copy === 'remote') say(`${row.file}: no local copy, reading the off-site one`)
-      return await withStoredFile(row, { backupDir: config.backupDir, remote, signal, source: copy }, work)
+      const copy = await whichCopy(row, config)
+      if (copy === 'remote') say(`${row.file}: no local copy here, reading the off-site one`)
+      const options = { backupDir: config.backupDir, host: config.backupHost, remote, signal, source: copy }
+      return await withStoredFile(row, options, work)
     },
     close: async () => {},
   }
@@ -98,11 +99,15 @@ async function globalsOf(sql: Sql, store: BackupStore, backup: StoredBackup): Pr
   return globals
 }
 
-/** 'remote' when the row says local but the file is gone (a new machine) and an uploaded copy exists. */
-async function whichCopy(backup: StoredBackup, backupDir: string): Promise<'local' | 'remote'> {
+/**
+ * 'remote' when the row says local but the file is gone (a new machine) or on another host, and an
+ * uploaded copy exists; else 'local' (a file on another host then fails, naming the host).
+ */
+async function whichCopy(backup: StoredBackup, config: Config): Promise<'local' | 'remote'> {
   if (!backup.local) return 'remote'
   if (backup.remote?.state !== 'uploaded') return 'local'
-  return await resolveInside(backupDir, backup.file).then(
+  if (!isLocalHere(backup, config.backupHost)) return 'remote'
+  return await resolveInside(config.backupDir, backup.file).then(
     () => 'local' as const,
     () => 'remote' as const,
   )

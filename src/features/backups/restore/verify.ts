@@ -1,12 +1,12 @@
 // Restore check: is the file intact (size and sha256 as recorded), does it restore with the standard
-// client (psql, or pg_restore for custom archives) into a scratch database that is always dropped
+// client (psql; pg_restore renders custom archives) into a scratch database that is always dropped
 // afterwards, and does that database hold the tables and row counts the dump itself declares? The
-// file is the local one, else the off-site copy; an encrypted one is decrypted with
-// BACKUP_AGE_IDENTITY_FILE, and without it only its size and sha256 can be checked (said so in the
-// result). A globals file is not restored: roles are server-wide, so restoring them here would
-// change this server.
-import { randomBytes } from 'node:crypto'
-import postgres, { type Sql } from 'postgres'
+// file is the local one when it is on this host, else the off-site copy; an encrypted one is
+// decrypted with BACKUP_AGE_IDENTITY_FILE, and without it only its size and sha256 can be checked
+// (said so in the result). The restore runs as a role without rights in a database it owns
+// (sandbox.ts): a dump cannot act as Steward's role. A globals file is not restored: roles are
+// server-wide, so restoring them here would change this server.
+import type { Sql } from 'postgres'
 import type { Config } from '../../../config.js'
 import { NotFound } from '../../../lib/errors.js'
 import { PathEscape } from '../files.js'
@@ -21,9 +21,11 @@ import {
   serverVersion,
   type Tool,
 } from '../tools.js'
-import { expectedContents, restoreWithClient } from './client.js'
-import { compareContents, countTables, type TableCounts } from './contents.js'
+import { expectedContents, restoreScript } from './client.js'
+import { compareContents, countTables } from './contents.js'
 import { hashFile, withPlaintext, withStoredFile } from './fetch.js'
+import { type Sandbox, VerifyUnavailable, withSandbox } from './sandbox.js'
+import { canRestrict, scriptFilter } from './script-filter.js'
 
 export interface VerifyDeps {
   sql: Sql
@@ -34,9 +36,6 @@ export interface VerifyDeps {
   source?: 'local' | 'remote'
 }
 
-/** The check could not be carried out here (no client tools, no right to create a database). */
-export class VerifyUnavailable extends BackupError {}
-
 interface Tools {
   psql: Tool
   pgRestore: Tool
@@ -46,10 +45,14 @@ async function locateTools(deps: VerifyDeps): Promise<Tools> {
   try {
     const server = await serverVersion(deps.sql)
     const options = { binDir: deps.config.backupPgBinDir }
-    return {
-      psql: await locateTool('psql', server, options),
-      pgRestore: await locateTool('pg_restore', server, options),
-    }
+    const psql = await locateTool('psql', server, options)
+    if (!canRestrict(psql))
+      throw new BackupError(
+        'psql_unsafe',
+        `psql ${psql.version} (${psql.path}) has no restricted mode (\\restrict), so a dump could run ` +
+          'commands on this host through it; install a current minor release of the client tools',
+      )
+    return { psql, pgRestore: await locateTool('pg_restore', server, options) }
   } catch (err) {
     if (err instanceof BackupError) throw new VerifyUnavailable(err.code, err.message)
     throw err
@@ -64,64 +67,20 @@ async function expectedIn(backup: StoredBackup, file: string, tools: Tools, deps
   })
 }
 
-async function restore(
-  backup: StoredBackup,
-  file: string,
-  tools: Tools,
-  env: NodeJS.ProcessEnv,
-  deps: VerifyDeps,
-) {
+/** Loads the file into the sandbox as its role; a restore that fails is the backup's verdict. */
+async function restore(backup: StoredBackup, file: string, tools: Tools, sandbox: Sandbox, deps: VerifyDeps) {
+  const env = {
+    ...connectionEnv(parseDatabaseUrl(deps.config.databaseUrl as string), sandbox.database),
+    PGUSER: sandbox.user,
+    PGPASSWORD: sandbox.password,
+    PGAPPNAME: 'steward-verify',
+  }
   try {
-    // A scratch database checks contents: owners and grants are left out (their roles may not exist).
-    await restoreWithClient(backup.format, file, tools, env, deps.signal, 'skip')
+    await restoreScript(backup.format, file, tools, env, deps.signal, scriptFilter(sandbox.createExtension))
   } catch (err) {
     if (err instanceof BackupError && err.code === 'exit_code')
       throw new BackupError('restore_failed', err.message)
     throw err
-  }
-}
-
-async function countIn(databaseUrl: string, database: string): Promise<TableCounts> {
-  const scratch = postgres(databaseUrl, { database, max: 1, onnotice: () => {}, connect_timeout: 10 })
-  try {
-    return await countTables(scratch)
-  } finally {
-    await scratch.end({ timeout: 5 })
-  }
-}
-
-export const SCRATCH_PREFIX = 'steward_verify_'
-
-/** steward_verify_<unix seconds>_<backup id>_<random>: the age lets a later start-up drop leftovers. */
-export function scratchName(id: number, now = new Date()): string {
-  return `${SCRATCH_PREFIX}${Math.floor(now.getTime() / 1000)}_${id}_${randomBytes(4).toString('hex')}`
-}
-
-export function scratchCreatedAt(name: string): Date | null {
-  const match = /^steward_verify_(\d+)_\d+_[0-9a-f]+$/.exec(name)
-  return match ? new Date(Number(match[1]) * 1000) : null
-}
-
-async function withScratchDatabase<T>(
-  deps: VerifyDeps,
-  id: number,
-  work: (name: string) => Promise<T>,
-): Promise<T> {
-  const { sql } = deps
-  const name = scratchName(id)
-  try {
-    // template0: a restore must start from an empty database, whatever was added to template1.
-    await sql`create database ${sql(name)} template template0`
-  } catch (err) {
-    throw new VerifyUnavailable(
-      'scratch_database',
-      `cannot create a scratch database: ${(err as Error).message}`,
-    )
-  }
-  try {
-    return await work(name)
-  } finally {
-    await sql`drop database if exists ${sql(name)} with (force)`
   }
 }
 
@@ -133,7 +92,8 @@ export async function verifyBackup(deps: VerifyDeps, backup: StoredBackup): Prom
   })
   const { backupDir } = deps.config
   try {
-    return await withStoredFile(backup, { ...deps, backupDir }, async (stored, source) => {
+    const place = { ...deps, backupDir, host: deps.config.backupHost }
+    return await withStoredFile(backup, place, async (stored, source) => {
       const actual = await hashFile(stored, deps.signal)
       if (actual.sha256 !== backup.sha256 || actual.bytes !== backup.bytes) {
         const message = `file has ${actual.bytes} bytes, sha256 ${actual.sha256}; recorded ${backup.bytes} bytes, sha256 ${backup.sha256}`
@@ -201,10 +161,16 @@ async function restoreCheck(
   const restoredWith = backup.format === 'custom' ? 'pg_restore' : 'psql'
   try {
     const expected = await expectedIn(backup, file, tools, deps)
-    const conn = parseDatabaseUrl(deps.config.databaseUrl as string)
-    return await withScratchDatabase(deps, backup.id, async (scratch) => {
-      await restore(backup, file, tools, connectionEnv(conn, scratch), deps)
-      const restored = await countIn(deps.config.databaseUrl as string, scratch)
+    const sandboxDeps = {
+      sql: deps.sql,
+      databaseUrl: deps.config.databaseUrl as string,
+      sourceDatabase: backup.database,
+      backupId: backup.id,
+    }
+    return await withSandbox(sandboxDeps, async (sandbox) => {
+      await restore(backup, file, tools, sandbox, deps)
+      // Counted in the role's session: whatever the dump left there runs with the role's rights.
+      const restored = await countTables(sandbox.sql)
       return done({ checksum: 'ok', source, restoredWith, ...compareContents(expected, restored) })
     })
   } catch (err) {
