@@ -136,7 +136,9 @@ export async function startServer(
 ): Promise<Server & { readyMs: number }> {
   const port = await freePort()
   const started = performance.now()
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+  // Compiled JavaScript (dist/, what `npm start` runs) as it is; TypeScript through tsx.
+  const args = entry.endsWith('.js') ? [entry] : ['--import', 'tsx', entry]
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: {
       ...process.env,

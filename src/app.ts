@@ -26,6 +26,7 @@ import { errorHandler } from './http/errors.js'
 import { protect, withRedaction } from './http/protection.js'
 import { parseRequests } from './http/requests.js'
 import swagger from './http/swagger.js'
+import { schemaErrorFormatter } from './http/validation.js'
 import { ErrorReply } from './lib/schemas.js'
 import monitoring from './monitoring/plugin.js'
 import events from './monitoring/routes/events.js'
@@ -66,13 +67,22 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   return app
 }
 
+/** Trust the nearest `hops` proxies, as Fastify does for a number (its types take a function). */
+function hopsOf(hops: number) {
+  return (_address: string, hop: number) => hop < hops
+}
+
 function createFastify(config: Config, logger: BuildOptions['logger']) {
   const app = Fastify({
     logger: withRedaction(logger),
     // Reject unknown fields instead of silently dropping them (a typo should be a 400); numbers in
     // JSON bodies must be finite (JSON.parse turns 1e400 into Infinity).
-    ajv: { customOptions: { removeAdditional: false, strictNumbers: true } },
+    // `verbose`: errors carry their schema, so messages can list what is allowed (validation.ts).
+    ajv: { customOptions: { removeAdditional: false, strictNumbers: true, verbose: true } },
+    schemaErrorFormatter,
     bodyLimit: 1024 * 1024,
+    // request.ip is the client's, not the proxy's, only behind proxies named here (TRUST_PROXY).
+    trustProxy: typeof config.trustProxy === 'number' ? hopsOf(config.trustProxy) : config.trustProxy,
     // Also bounds close hooks: shutdown waits SHUTDOWN_GRACE_MS for jobs plus their cleanup.
     pluginTimeout: config.shutdownGraceMs + 25_000,
     requestTimeout: 120_000,

@@ -6,21 +6,24 @@
 // restore onto, so Steward's own database can be one of the things restored.
 //
 // Rules it keeps:
-// - one entry in COMMANDS per command: its words, a one-line summary, its usage and run(argv); new
-//   commands (token, migrate, psql, db-url) are added there and find their usage in `--help`;
+// - one entry in COMMANDS per command: its words, a one-line summary, its usage and run(argv)
+//   (token, migrate, psql, db-url, backup sets, backup restore), so `--help` lists every one;
 // - a command that reads the backups table refuses a database without one (and migrates one that
 //   has it, as the server would); one that only needs the server creates no table anywhere;
-// - exit status: 0 done; 1 failed or refused; 2 usage or configuration error; 130 interrupted.
+// - exit status: 0 done; 1 failed or refused; 2 usage or configuration error; 130 interrupted
+//   (psql: psql's own status);
 //   An error that carries an exitCode (CommandError) is a refusal: its message is printed alone;
 //   anything else is a bug or an outage and is printed with its stack;
 // - SIGINT/SIGTERM/SIGHUP abort the running command through its signal, so client tools are stopped and
 //   temporary files removed; a second signal exits at once;
 // - an embedded server started for the command is stopped after it; one a running Steward owns is
 //   left alone (useEmbeddedPostgres).
+import os from 'node:os'
 import postgres, { type Sql } from 'postgres'
 import { type Config, ConfigError, loadConfig } from './config.js'
-import { COLUMN_CASE, type EmbeddedDatabase, useEmbeddedPostgres } from './db/embedded.js'
+import { COLUMN_CASE, type EmbeddedDatabase, runningEmbeddedUrl, useEmbeddedPostgres } from './db/embedded.js'
 import { migrate } from './db/migrate.js'
+import { DB_URL_USAGE, MIGRATE_USAGE, migrateCommand, PSQL_USAGE, psqlCommand } from './db-commands.js'
 import {
   CommandError,
   formatReport,
@@ -36,6 +39,7 @@ import {
   setsInBucket,
   setsInTable,
 } from './features/backups/restore/sets-command.js'
+import { parseTokenArgs, runTokenCommand, TOKEN_USAGE, type TokenCommand } from './http/auth/token-command.js'
 import { isDatabaseDown } from './lib/errors.js'
 
 interface Command {
@@ -50,6 +54,34 @@ interface Command {
 }
 
 const COMMANDS: Command[] = [
+  {
+    words: ['token'],
+    synopsis: 'token create --name <name> --role <role> | token list | token revoke <name>',
+    summary: 'API tokens: create one (printed once), list them, revoke one',
+    usage: TOKEN_USAGE,
+    run: token,
+  },
+  {
+    words: ['migrate'],
+    synopsis: 'migrate',
+    summary: "apply Steward's pending migrations (the server also does at start-up)",
+    usage: MIGRATE_USAGE,
+    run: (argv) => withDatabase(loadConfigOrFail(argv), 'migrated', (db) => migrateCommand(db.sql, out)),
+  },
+  {
+    words: ['psql'],
+    synopsis: 'psql [psql options…]',
+    summary: "psql on Steward's database (the embedded one included)",
+    usage: PSQL_USAGE,
+    run: psql,
+  },
+  {
+    words: ['db-url'],
+    synopsis: 'db-url',
+    summary: "print the connection URL of Steward's database, for other tools",
+    usage: DB_URL_USAGE,
+    run: dbUrl,
+  },
   {
     words: ['backup', 'sets'],
     synopsis: 'backup sets [--remote [s3://bucket/prefix]] [--limit <n>]',
@@ -84,7 +116,8 @@ Run "steward <command> --help" for a command's options.`
 const out = (text: string) => process.stdout.write(`${text}\n`)
 const err = (text: string) => process.stderr.write(`${text}\n`)
 
-function loadConfigOrFail(): Config {
+function loadConfigOrFail(argv: string[] = []): Config {
+  if (argv.length > 0) throw new CommandError(`unexpected argument "${argv[0]}"`, 2)
   try {
     return loadConfig()
   } catch (error) {
@@ -100,13 +133,14 @@ interface Database {
 }
 
 /**
- * A database for the duration of `work`: Steward's own ('steward': it must have the backups table),
+ * A database for the duration of `work`: Steward's own ('steward': it must have the backups table;
+ * 'migrated': any database, given Steward's tables as the server would, for tokens and migrate),
  * or any database of the server ('server': DATABASE_URL's, or the server's "postgres" database when
  * that one does not exist yet, as Steward's own before it is restored onto a new server).
  */
 async function withDatabase<T>(
   config: Config,
-  needs: 'steward' | 'server',
+  needs: 'steward' | 'migrated' | 'server',
   work: (db: Database) => Promise<T>,
 ): Promise<T> {
   let embedded: EmbeddedDatabase | undefined
@@ -118,6 +152,7 @@ async function withDatabase<T>(
     const { sql, url } = needs === 'server' ? await connectToServer(configured) : connect(configured)
     try {
       if (needs === 'steward') await requireStewardTables(sql)
+      if (needs === 'migrated') await migrate(sql)
       return await work({ sql, url, config: { ...config, databaseUrl: url } })
     } finally {
       await sql.end({ timeout: 5 })
@@ -161,6 +196,50 @@ async function requireStewardTables(sql: Sql): Promise<void> {
       2,
     )
   await migrate(sql)
+}
+
+/** Who a command acts as in the audit log: the OS user running it. */
+function cliActor(): string {
+  try {
+    return `cli:${os.userInfo().username}`
+  } catch {
+    return `cli:${process.env.USER ?? `uid ${process.getuid?.() ?? '?'}`}`
+  }
+}
+
+async function token(argv: string[]): Promise<number> {
+  let command: TokenCommand
+  try {
+    command = parseTokenArgs(argv)
+  } catch (error) {
+    throw new CommandError((error as Error).message, 2)
+  }
+  const config = loadConfigOrFail()
+  const options = { actor: cliActor(), envAdminToken: config.adminToken }
+  await withDatabase(config, 'migrated', (db) => runTokenCommand(db.sql, command, options, { out, say: err }))
+  return 0
+}
+
+async function psql(argv: string[], signal: AbortSignal): Promise<number> {
+  const config = loadConfigOrFail()
+  return await withDatabase(config, 'steward', (db) =>
+    psqlCommand(db.sql, db.url, argv, { binDir: config.backupPgBinDir, signal }),
+  )
+}
+
+async function dbUrl(argv: string[]): Promise<number> {
+  const config = loadConfigOrFail(argv)
+  if (config.databaseUrl) {
+    out(config.databaseUrl)
+    return 0
+  }
+  const running = await runningEmbeddedUrl(config.dataDir)
+  if (!running)
+    throw new CommandError(
+      `the embedded database of ${config.dataDir} is not running (its port changes at every start): start Steward (npm start), or use "steward psql", which starts it for the session`,
+    )
+  out(running)
+  return 0
 }
 
 async function backupRestore(argv: string[], signal: AbortSignal): Promise<number> {
@@ -218,6 +297,12 @@ function report(error: unknown): number {
   if (typeof exitCode === 'number') {
     err(`steward: ${(error as Error).message}`)
     return exitCode
+  }
+  // A domain refusal (a token name taken, none to revoke): its message says it all.
+  const statusCode = (error as { statusCode?: unknown } | null)?.statusCode
+  if (typeof statusCode === 'number' && statusCode < 500) {
+    err(`steward: ${(error as Error).message}`)
+    return 1
   }
   if (isDatabaseDown(error)) {
     err(`steward: cannot reach the database: ${(error as Error).message}`)

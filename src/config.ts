@@ -1,5 +1,6 @@
 // Configuration: the environment turned into a typed, validated object. The only module that reads
 // process.env; everything else receives a Config.
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { type Static, Type } from 'typebox'
@@ -31,12 +32,15 @@ export const ConfigSchema = Type.Object({
   BACKUP_AGE_RECIPIENTS: Type.Optional(Type.String({ minLength: 1 })),
   BACKUP_AGE_RECIPIENTS_FILE: Type.Optional(Type.String({ minLength: 1 })),
   BACKUP_AGE_IDENTITY_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  BACKUP_HOST: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  BACKUP_VERIFY_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),
   TEMPLATES_DIR: Type.String({ minLength: 1, default: './templates_data' }),
   EMBEDDINGS_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
   EMBEDDINGS_MODEL: Type.String({ minLength: 1, default: 'Qodo/Qodo-Embed-1-1.5B' }),
   EMBEDDINGS_API_KEY: Type.Optional(Type.String({ minLength: 1 })),
   EMBEDDINGS_BATCH: Type.Integer({ minimum: 1, maximum: 2048, default: 32 }),
   PGVECTOR: Type.Enum(['auto', 'off'], { default: 'auto' }),
+  TEMPLATE_SEARCH_PER_MINUTE: Type.Integer({ minimum: 1, default: 30 }),
   SCHEDULER_TIMEZONE: Type.String({ minLength: 1, default: 'UTC' }),
   SCHEDULER_ENABLED: Type.Boolean({ default: true }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30_000 }),
@@ -49,10 +53,11 @@ export const ConfigSchema = Type.Object({
   RUNS_CACHE_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
   CACHE_CLEAR_BATCH: Type.Integer({ minimum: 1, maximum: 100_000, default: 5000 }),
   REGISTRY_SOURCE_DIR: Type.String({ minLength: 1, default: '.' }),
-  LOG_LEVEL: Type.Union([LogLevel], { default: 'info' }),
+  LOG_LEVEL: Type.Enum(LogLevel.enum, { default: 'info' }),
   STEWARD_ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
   RATE_LIMIT_MUTATIONS: Type.Integer({ minimum: 1, default: 300 }),
   AUTH_FAILURES_PER_MINUTE: Type.Integer({ minimum: 1, default: 30 }),
+  TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
   OVERLOAD_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 1, default: 1000 }),
   OVERLOAD_HEAP_MB: Type.Integer({ minimum: 0, default: 0 }),
   INSTANCE_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
@@ -62,6 +67,7 @@ export const ConfigSchema = Type.Object({
   ALERT_RETRY_BASE_MS: Type.Integer({ minimum: 10, default: 5000 }),
   ALERT_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
   EVENTS_PING_MS: Type.Integer({ minimum: 50, default: 15_000 }),
+  EVENTS_STREAMS_PER_TOKEN: Type.Integer({ minimum: 1, default: 10 }),
 })
 
 export type Env = Static<typeof ConfigSchema>
@@ -95,6 +101,10 @@ export interface Config {
   backupAgeRecipientsFile?: string
   /** An age identity file: restore checks and drills decrypt with it (else they check size and sha256). */
   backupAgeIdentityFile?: string
+  /** The host whose BACKUP_DIR this is: recorded on each backup; its local file is handled only here. */
+  backupHost: string
+  /** Restore checks (verify, drills) running at once, cluster-wide; each restores a full scratch copy. */
+  backupVerifyConcurrency: number
   templatesDir: string
   /** OpenAI-compatible embeddings server (with or without /v1); unset: the local lexical embedder. */
   embeddingsUrl?: string
@@ -104,6 +114,8 @@ export interface Config {
   embeddingsBatch: number
   /** auto: store template embeddings with pgvector when the server has it; off: never enable it. */
   pgvector: 'auto' | 'off'
+  /** GET /templates/search requests per token per minute (each may call the embeddings server). */
+  templateSearchPerMinute: number
   schedulerTimezone: string
   /** false: serve the API but fire no schedules (useful for read-only replicas and some tests). */
   schedulerEnabled: boolean
@@ -130,6 +142,11 @@ export interface Config {
   rateLimitMutations: number
   /** Failed authentications per client address per minute before it is refused for the minute. */
   authFailuresPerMinute: number
+  /**
+   * Fastify's trustProxy: whose X-Forwarded-For to believe for the client address (false: nobody's;
+   * true: any; a number: that many hops; addresses or CIDRs: those proxies).
+   */
+  trustProxy: boolean | number | string[]
   /** Shed API requests (503) while the event loop's mean delay is over this. */
   overloadEventLoopDelayMs: number
   /** Shed API requests while the V8 heap is over this many MiB; 0: no heap limit. */
@@ -147,6 +164,8 @@ export interface Config {
   alertMaxAttempts: number
   /** How often GET /events sends a keep-alive comment. */
   eventsPingMs: number
+  /** GET /events streams one token may hold open on one instance. */
+  eventsStreamsPerToken: number
 }
 
 export class ConfigError extends Error {
@@ -168,9 +187,48 @@ function coerce(env: NodeJS.ProcessEnv): Record<string, unknown> {
   return out
 }
 
-function describe(key: string, value: unknown, message: string): string {
+const TYPE_WORDS: Record<string, string> = {
+  integer: 'a whole number',
+  number: 'a number',
+  boolean: 'true or false',
+}
+
+/** "BACKUP_FORMAT must be one of: plain, custom (got "tar")": the variable, the rule, the value. */
+function describe(key: string, value: unknown, error: { keyword: string; params: unknown; message: string }) {
   const shown = /TOKEN|URL|KEY/.test(key) ? '(hidden)' : JSON.stringify(value)
-  return `${key}=${shown} is invalid: ${message}`
+  const params = error.params as { allowedValues?: unknown[]; type?: string }
+  const rule =
+    error.keyword === 'enum' && params.allowedValues
+      ? `must be one of: ${params.allowedValues.join(', ')}`
+      : error.keyword === 'type' && params.type
+        ? `must be ${TYPE_WORDS[params.type] ?? `of type ${params.type}`}`
+        : error.message
+  return `${key} ${rule} (got ${shown})`
+}
+
+/** TRUST_PROXY: unset or false, true, a hop count, or a comma-separated list of addresses and CIDRs. */
+function parseTrustProxy(raw: string | undefined): boolean | number | string[] {
+  const value = raw?.trim() ?? ''
+  if (value === '' || /^(0|false|no|off)$/i.test(value)) return false
+  if (/^(true|yes|on)$/i.test(value)) return true
+  if (/^\d+$/.test(value)) return Number(value)
+  const entries = value.split(',').map((s) => s.trim())
+  const bad = entries.filter((entry) => !isAddressOrCidr(entry))
+  if (bad.length > 0) {
+    const which = bad.map((b) => JSON.stringify(b)).join(', ')
+    throw new ConfigError(
+      `TRUST_PROXY=${JSON.stringify(raw)} is invalid: ${which} is not an IP address or CIDR; use true, a hop count, or addresses and CIDRs separated by commas (e.g. 10.0.0.0/8,127.0.0.1)`,
+    )
+  }
+  return entries
+}
+
+function isAddressOrCidr(entry: string): boolean {
+  const [address = '', bits, ...rest] = entry.split('/')
+  const family = net.isIP(address)
+  if (family === 0 || rest.length > 0) return false
+  if (bits === undefined) return true
+  return /^\d+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -179,7 +237,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (errors.length > 0) {
     const lines = errors.map((e) => {
       const key = e.instancePath.slice(1)
-      return describe(key, input[key], e.message)
+      return describe(key, input[key], e)
     })
     throw new ConfigError(`bad configuration:\n  ${[...new Set(lines)].join('\n  ')}`)
   }
@@ -225,12 +283,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ? path.resolve(e.BACKUP_AGE_RECIPIENTS_FILE)
       : undefined,
     backupAgeIdentityFile: e.BACKUP_AGE_IDENTITY_FILE ? path.resolve(e.BACKUP_AGE_IDENTITY_FILE) : undefined,
+    backupHost: e.BACKUP_HOST ?? os.hostname(),
+    backupVerifyConcurrency: e.BACKUP_VERIFY_CONCURRENCY,
     templatesDir: path.resolve(e.TEMPLATES_DIR),
     embeddingsUrl: e.EMBEDDINGS_URL,
     embeddingsModel: e.EMBEDDINGS_MODEL,
     embeddingsApiKey: e.EMBEDDINGS_API_KEY,
     embeddingsBatch: e.EMBEDDINGS_BATCH,
     pgvector: e.PGVECTOR,
+    templateSearchPerMinute: e.TEMPLATE_SEARCH_PER_MINUTE,
     schedulerTimezone: e.SCHEDULER_TIMEZONE,
     schedulerEnabled: e.SCHEDULER_ENABLED,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
@@ -247,6 +308,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminToken: e.STEWARD_ADMIN_TOKEN,
     rateLimitMutations: e.RATE_LIMIT_MUTATIONS,
     authFailuresPerMinute: e.AUTH_FAILURES_PER_MINUTE,
+    trustProxy: parseTrustProxy(e.TRUST_PROXY),
     overloadEventLoopDelayMs: e.OVERLOAD_EVENT_LOOP_DELAY_MS,
     overloadHeapMb: e.OVERLOAD_HEAP_MB,
     instanceId: e.INSTANCE_ID ?? `${os.hostname()}:${process.pid}`,
@@ -256,5 +318,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     alertRetryBaseMs: e.ALERT_RETRY_BASE_MS,
     alertMaxAttempts: e.ALERT_MAX_ATTEMPTS,
     eventsPingMs: e.EVENTS_PING_MS,
+    eventsStreamsPerToken: e.EVENTS_STREAMS_PER_TOKEN,
   }
 }

@@ -1,5 +1,3 @@
-// Access control: tokens, roles, revocation, the first-start token, limits, audit, redaction.
-import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import fs from 'node:fs/promises'
 import os from 'node:os'
@@ -7,10 +5,11 @@ import path from 'node:path'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { ACCESS } from '../src/http/auth/plugin.js'
+import { loadConfig } from '../src/config.js'
+import { ACCESS, accessOf } from '../src/http/auth/access.js'
 import { testJobs } from './fixtures/jobs.js'
 import { buildTestApp, createTestDatabase, eventually, TEST_ADMIN_TOKEN } from './helper.js'
-import { childEnv, ROOT } from './support/process.js'
+import { runCommand } from './support/process.js'
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 
@@ -192,15 +191,117 @@ t.test('first start with no token configured writes an admin token to DATA_DIR/a
   await t.rejects(fs.stat(path.join(otherDir, 'admin-token')), 'a token exists: no second one is made')
 })
 
-t.test('failed authentications are limited per address', async (t) => {
+t.test('failed authentications are limited per address; valid tokens are still served', async (t) => {
   const app = await buildTestApp(t, { env: { SCHEDULER_ENABLED: 'false', AUTH_FAILURES_PER_MINUTE: '3' } })
   for (let i = 0; i < 3; i++) {
     t.equal((await app.inject({ url: '/runs', headers: bearer(`stw_guess-${i}`) })).statusCode, 401)
   }
-  const blocked = await app.inject({ url: '/runs', headers: bearer(TEST_ADMIN_TOKEN) })
-  t.equal(blocked.statusCode, 429, 'even a right token, while the address is blocked')
+  const blocked = await app.inject({ url: '/runs', headers: bearer('stw_guess-3') })
+  t.equal(blocked.statusCode, 429, 'a fourth wrong token from the address is refused for the minute')
   t.ok(Number(blocked.headers['retry-after']) > 0)
+  t.match(blocked.json().message, /too many failed authentications; retry in \d+ s/)
+  const good = await app.inject({ url: '/runs', headers: bearer(TEST_ADMIN_TOKEN) })
+  t.equal(
+    good.statusCode,
+    200,
+    "a valid token from the same address is served: others' failures lock nobody out",
+  )
   t.equal((await app.inject({ url: '/health', headers: { authorization: '' } })).statusCode, 200)
+})
+
+t.test('TRUST_PROXY: behind a trusted proxy, failures count per client address', async (t) => {
+  const app = await buildTestApp(t, {
+    env: { SCHEDULER_ENABLED: 'false', AUTH_FAILURES_PER_MINUTE: '2', TRUST_PROXY: '127.0.0.1' },
+  })
+  const from = (ip: string, token: string) => ({ ...bearer(token), 'x-forwarded-for': ip })
+  for (let i = 0; i < 3; i++) await app.inject({ url: '/runs', headers: from('203.0.113.7', `stw_bad-${i}`) })
+  t.equal((await app.inject({ url: '/runs', headers: from('203.0.113.7', 'stw_bad') })).statusCode, 429)
+  const other = await app.inject({ url: '/runs', headers: from('198.51.100.2', 'stw_typo') })
+  t.equal(
+    other.statusCode,
+    401,
+    "another client behind the same proxy is not limited by the first one's failures",
+  )
+
+  const untrusted = await buildTestApp(t, {
+    env: { SCHEDULER_ENABLED: 'false', AUTH_FAILURES_PER_MINUTE: '2' },
+  })
+  for (let i = 0; i < 3; i++) {
+    await untrusted.inject({ url: '/runs', headers: from(`203.0.113.${i}`, `stw_bad-${i}`) })
+  }
+  const spoofed = await untrusted.inject({ url: '/runs', headers: from('198.51.100.9', 'stw_bad') })
+  t.equal(spoofed.statusCode, 429, 'without TRUST_PROXY a forged X-Forwarded-For changes nothing')
+})
+
+t.test('TRUST_PROXY is validated at start-up', async (t) => {
+  const ok = (value: string) => loadConfig({ TRUST_PROXY: value }).trustProxy
+  t.equal(ok('true'), true)
+  t.equal(ok('false'), false)
+  t.equal(ok('2'), 2)
+  t.same(ok('10.0.0.0/8, 127.0.0.1,::1'), ['10.0.0.0/8', '127.0.0.1', '::1'])
+  t.equal(loadConfig({}).trustProxy, false)
+  t.throws(
+    () => loadConfig({ TRUST_PROXY: '10.0.0.0/33' }),
+    /TRUST_PROXY="10.0.0.0\/33" is invalid: "10.0.0.0\/33" is not an IP address or CIDR/,
+  )
+  t.throws(() => loadConfig({ TRUST_PROXY: 'proxy.local' }), /use true, a hop count, or addresses and CIDRs/)
+})
+
+t.test('Swagger UI and the dashboard files are public by exact path, not by prefix', async (t) => {
+  t.equal(accessOf('GET', '/docs'), 'public')
+  t.equal(accessOf('GET', '/docs/json'), 'public')
+  t.equal(accessOf('GET', '/ui/app.js'), 'public')
+  t.equal(accessOf('GET', '/docsecret'), undefined, 'a route that only starts like /docs has no rule')
+  t.equal(accessOf('GET', '/uix'), undefined)
+  t.equal(accessOf('POST', '/jobs/:name/runs'), 'operator')
+})
+
+t.test("runs that delete history are an admin's call, and refusals are audited", async (t) => {
+  const app = await buildTestApp(t, { env: { SCHEDULER_ENABLED: 'false', RUNS_RETENTION_DAYS: '30' } })
+  const operator = bearer(await createToken(app, 'ci', 'operator'))
+  const trigger = (job: string, args: object, headers?: Record<string, string>) =>
+    app.inject({
+      method: 'POST',
+      url: `/jobs/${job}/runs`,
+      payload: { args },
+      ...(headers ? { headers } : {}),
+    })
+
+  for (const type of ['daily', 'hourly']) {
+    const refused = await trigger('database-backup', { type }, operator)
+    t.equal(refused.statusCode, 403, `an operator may not start a ${type} set`)
+    t.match(refused.json().message, /needs the admin role: an hourly or daily set rotates the oldest set/)
+    t.match(refused.json().message, /an operator may run \{"type": "manual"\}/)
+  }
+  const prune = await trigger('prune-runs', { olderThanDays: 7 }, operator)
+  t.equal(prune.statusCode, 403, 'an operator may not prune below RUNS_RETENTION_DAYS')
+  t.match(prune.json().message, /deletes runs newer than RUNS_RETENTION_DAYS/)
+  const [runs] = await app.sql<{ count: number }[]>`select count(*)::int as count from job_runs`
+  t.equal(runs?.count, 0, 'a refused trigger creates no run')
+
+  t.equal((await trigger('prune-runs', {}, operator)).statusCode, 202, 'the default retention is fine')
+  t.equal((await trigger('prune-runs', { olderThanDays: 45 }, operator)).statusCode, 202)
+  t.equal((await trigger('prune-runs', { olderThanDays: 7 })).statusCode, 202, 'an admin may')
+  const wipe = await trigger('template-sync', { allowMassDelete: true }, operator)
+  t.equal(wipe.statusCode, 403, 'an operator may not let a sync empty the templates table')
+  t.match(wipe.json().message, /allowMassDelete lets a sync delete every template/)
+  const bad = await trigger('database-backup', { type: 'weekly' }, operator)
+  t.equal(bad.statusCode, 400, 'bad args are a 400 before any role question')
+
+  const denied = (await app.inject('/audit?action=access.denied')).json().items
+  t.equal(denied.length, 4)
+  t.match(denied[0], {
+    actor: 'ci',
+    action: 'access.denied',
+    target: 'POST /jobs/template-sync/runs',
+    after: { message: /admin role/ },
+  })
+  const viewer = bearer(await createToken(app, 'grafana', 'viewer'))
+  await app.inject({ method: 'DELETE', url: '/schedules/cache-clear', headers: viewer })
+  await app.inject({ url: '/tokens', headers: viewer })
+  const after = (await app.inject('/audit?action=access.denied')).json().items
+  t.equal(after.length, 5, 'a refused change is audited; a refused read is not')
+  t.match(after[0], { actor: 'grafana', target: 'DELETE /schedules/cache-clear' })
 })
 
 t.test('changes are limited per token and endpoint', async (t) => {
@@ -325,24 +426,13 @@ t.test('security headers', async (t) => {
   t.equal(big.statusCode, 413, 'bodies over 1 MiB are refused')
 })
 
-t.test('npm run token: create, list, revoke from the command line', async (t) => {
+t.test('steward token: create, list, revoke from the command line', async (t) => {
   const databaseUrl = await createTestDatabase(t)
   const app = await buildTestApp(t, { databaseUrl, env: { SCHEDULER_ENABLED: 'false' } })
   const cli = (...args: string[]) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/token.ts', ...args], {
-        cwd: ROOT,
-        env: childEnv({ DATABASE_URL: databaseUrl, STEWARD_ADMIN_TOKEN: '' }),
-      })
-      let stdout = ''
-      let stderr = ''
-      child.stdout.on('data', (d) => {
-        stdout += d
-      })
-      child.stderr.on('data', (d) => {
-        stderr += d
-      })
-      child.on('exit', (code) => resolve({ code, stdout, stderr }))
+    runCommand(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'token', ...args], {
+      DATABASE_URL: databaseUrl,
+      STEWARD_ADMIN_TOKEN: '',
     })
 
   const created = await cli('create', '--name', 'ci', '--role', 'operator')
@@ -356,21 +446,21 @@ t.test('npm run token: create, list, revoke from the command line', async (t) =>
   t.notMatch(list.stdout, token.slice(4))
 
   const bad = await cli('create', '--name', 'x', '--role', 'root')
-  t.equal(bad.code, 2)
-  t.match(bad.stderr, /--role, one of viewer, operator, admin/)
+  t.equal(bad.code, 2, 'a usage error')
+  t.match(bad.stderr, /--role, one of: viewer, operator, admin/)
   const dup = await cli('create', '--name', 'ci', '--role', 'viewer')
-  t.equal(dup.code, 2)
+  t.equal(dup.code, 1, 'a refusal')
   t.match(dup.stderr, /already exists/)
 
   t.equal((await cli('revoke', 'ci')).code, 0)
   t.equal((await app.inject({ url: '/runs', headers: bearer(token) })).statusCode, 401)
   const missing = await cli('revoke', 'ci')
-  t.equal(missing.code, 2)
+  t.equal(missing.code, 1)
   t.match(missing.stderr, /no live token is named "ci"/)
   const audit = (await app.inject('/audit?target=ci')).json().items
   t.same(
     audit.map((e: { action: string; actor: string }) => e.action),
     ['token.revoke', 'token.create'],
   )
-  t.match(audit[0].actor, /^cli:/)
+  t.equal(audit[0].actor, `cli:${os.userInfo().username}`, 'the actor is the OS user')
 })

@@ -17,7 +17,7 @@ t.test('Swagger UI: renders, authorizes with a bearer token, and tries an endpoi
   await page.locator('.auth-btn-wrapper button.authorize').click()
   await page.getByRole('button', { name: 'Close' }).click()
 
-  const operation = page.locator('#operations-access-get_me')
+  const operation = page.locator('#operations-access-getCurrentToken')
   await operation.locator('.opblock-summary').click()
   await operation.getByRole('button', { name: 'Try it out' }).click()
   await operation.getByRole('button', { name: 'Execute' }).click()

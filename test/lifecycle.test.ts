@@ -9,7 +9,7 @@ import t, { type Test } from 'tap'
 import { freePort } from '../src/db/embedded.js'
 import { acquireOwnerLock, DataDirInUse, OWNER_FILE, ownerOf } from '../src/db/owner-lock.js'
 import { TEST_ADMIN_TOKEN } from './helper.js'
-import { childEnv, processesMentioning, ROOT, startServer } from './support/process.js'
+import { processesMentioning, runCommand, startServer } from './support/process.js'
 
 async function tempDataDir(t: Test): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'steward-lifecycle-'))
@@ -26,19 +26,9 @@ const isAlive = (pid: number) => {
   }
 }
 
-/** Runs a command to its end: exit code and everything it printed. */
-function run(command: string, args: string[], env: Record<string, string>) {
-  return new Promise<{ code: number | null; output: string }>((resolve) => {
-    const child = spawn(command, args, { cwd: ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
-    let output = ''
-    child.stdout.on('data', (d) => {
-      output += d
-    })
-    child.stderr.on('data', (d) => {
-      output += d
-    })
-    child.on('exit', (code) => resolve({ code, output }))
-  })
+const run = async (command: string, args: string[], env: Record<string, string>) => {
+  const { code, stdout, stderr } = await runCommand(command, args, env)
+  return { code, output: stdout + stderr }
 }
 
 t.test('SIGTERM to `npm start` reaches the server: graceful stop, database stopped, exit 0', async (t) => {

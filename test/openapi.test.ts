@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises'
 import t from 'tap'
 import YAML from 'yaml'
-import { generateOpenApi, OPENAPI_FILE } from '../scripts/openapi.js'
+import { generateOpenApi, generateTypes, OPENAPI_FILE, TYPES_FILE } from '../scripts/openapi.js'
 import { buildTestApp } from './helper.js'
 
 t.test(
@@ -11,6 +11,12 @@ t.test(
     t.equal(await generateOpenApi(), committed)
   },
 )
+
+t.test('examples/steward-api.d.ts is what openapi.yaml generates (run `npm run openapi`)', async (t) => {
+  const types = await generateTypes(await fs.readFile(OPENAPI_FILE, 'utf8'))
+  t.equal(await fs.readFile(TYPES_FILE, 'utf8'), types)
+  t.match(types, /"\/jobs\/\{name\}\/runs": \{/, 'the paths are typed')
+})
 
 t.test('the running app serves the same spec and Swagger UI', async (t) => {
   const app = await buildTestApp(t, { env: { SCHEDULER_ENABLED: 'false' } })
@@ -37,4 +43,25 @@ t.test('the running app serves the same spec and Swagger UI', async (t) => {
   t.equal(docs.statusCode, 200)
   t.match(docs.headers['content-type'], /text\/html/)
   t.match(docs.body, /swagger/i)
+})
+
+t.test('every operation has a unique camelCase operationId, a summary and the local server', async (t) => {
+  const spec = YAML.parse(await fs.readFile(OPENAPI_FILE, 'utf8'))
+  const ids = new Map<string, string>()
+  for (const [url, item] of Object.entries<Record<string, { operationId?: string; summary?: string }>>(
+    spec.paths,
+  )) {
+    for (const [method, operation] of Object.entries(item)) {
+      const where = `${method.toUpperCase()} ${url}`
+      t.match(operation.operationId, /^[a-z][A-Za-z]+$/, `${where} has a camelCase operationId`)
+      t.ok(operation.summary, `${where} has a summary`)
+      const id = operation.operationId as string
+      t.notOk(ids.has(id), `${id} is unique (also ${ids.get(id)})`)
+      ids.set(id, where)
+    }
+  }
+  t.ok(ids.size >= 32, `${ids.size} operations`)
+  t.same(spec.servers, [
+    { url: 'http://127.0.0.1:3000', description: 'npm start with the default HOST and PORT' },
+  ])
 })

@@ -72,5 +72,5 @@ t.test('a bad configuration value stops start-up with a message naming the varia
   child.stderr.on('data', (d) => (stderr += d))
   const code = await new Promise((resolve) => child.on('exit', resolve))
   t.equal(code, 2)
-  t.match(stderr, /PORT="eighty" is invalid/)
+  t.match(stderr, /PORT must be a whole number \(got "eighty"\)/)
 })

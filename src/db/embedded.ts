@@ -197,17 +197,29 @@ async function startOwned(options: EmbeddedOptions, release: () => Promise<void>
  * the duration of the command. Never stops a server some other process is using.
  */
 export async function useEmbeddedPostgres(dataDir: string, database = 'steward'): Promise<EmbeddedDatabase> {
-  const databaseDir = path.join(dataDir, 'pg')
-  const pidFile = await fs.readFile(path.join(databaseDir, 'postmaster.pid'), 'utf8').catch(() => null)
-  const [pidLine, , , portLine] = pidFile?.split('\n') ?? []
-  const pid = Number(pidLine)
-  const port = Number(portLine)
-  if (Number.isInteger(pid) && pid > 0 && isAlive(pid) && Number.isInteger(port) && port > 0) {
-    const password = (await fs.readFile(path.join(dataDir, 'pg.password'), 'utf8')).trim()
-    const base = `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`
+  const running = await runningServer(dataDir)
+  if (running) {
+    const { base, port } = running
     return { url: `${base}/${database}`, adminUrl: `${base}/postgres`, port, stop: async () => {} }
   }
   return await startEmbeddedPostgres({ dataDir, database })
+}
+
+/** The URL of `database` on DATA_DIR's embedded server when it is running (else null). */
+export async function runningEmbeddedUrl(dataDir: string, database = 'steward'): Promise<string | null> {
+  const running = await runningServer(dataDir)
+  return running ? `${running.base}/${database}` : null
+}
+
+/** The running embedded server of DATA_DIR, from its postmaster.pid (pid, and port on line 4). */
+async function runningServer(dataDir: string): Promise<{ base: string; port: number } | null> {
+  const pidFile = await fs.readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').catch(() => null)
+  const [pidLine, , , portLine] = pidFile?.split('\n') ?? []
+  const pid = Number(pidLine)
+  const port = Number(portLine)
+  if (!(Number.isInteger(pid) && pid > 0 && isAlive(pid) && Number.isInteger(port) && port > 0)) return null
+  const password = (await fs.readFile(path.join(dataDir, 'pg.password'), 'utf8')).trim()
+  return { base: `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`, port }
 }
 
 async function ensureDatabase(adminUrl: string, name: string): Promise<void> {

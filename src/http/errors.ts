@@ -21,6 +21,10 @@ const STATUS_TEXT: Record<number, string> = {
 
 export function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   let status = err.statusCode ?? 500
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    const sent = request.headers['content-type']
+    err.message = `send the body as JSON with the header "Content-Type: application/json"${sent ? ` (this request said "${sent}")` : ''}`
+  }
   if (err instanceof CursorError || err.validation) status = 400
   if (isDatabaseDown(err)) status = 503
   if (status >= 500) {

@@ -1,5 +1,6 @@
 // What every request body and parameter goes through before a route sees it: JSON bodies (an empty
-// one is no body) and numeric parameters that must be finite.
+// one is no body), numeric parameters that must be finite, and since/until ranges that must not be
+// inverted.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 
 /** Registers the JSON parser and the finite-number check on the app. */
@@ -12,7 +13,25 @@ export function parseRequests(app: FastifyInstance): void {
     if (text.trim() === '') return done(null, undefined)
     return parseJson(request, text, done)
   })
+  // Every body is JSON: a text/plain one (curl -d without -H) gets the 415 that says so, not "body
+  // must be an object".
+  app.removeContentTypeParser('text/plain')
   app.addHook('preValidation', rejectInfiniteNumbers)
+  app.addHook('preHandler', rejectInvertedRanges)
+}
+
+/** `since` after `until` can match nothing: say so rather than answer an empty page. */
+async function rejectInvertedRanges(request: FastifyRequest): Promise<void> {
+  const { since, until } = (request.query ?? {}) as { since?: unknown; until?: unknown }
+  if (typeof since !== 'string' || typeof until !== 'string') return
+  if (Date.parse(since) > Date.parse(until)) {
+    throw Object.assign(
+      new Error(`querystring.since (${since}) is later than querystring.until (${until})`),
+      {
+        statusCode: 400,
+      },
+    )
+  }
 }
 
 type PropertySchemas = Record<string, { type?: string }>

@@ -10,6 +10,7 @@ export const OPENAPI_INFO = {
     'Maintenance-job server: recurring chores on a cron schedule, every execution recorded in job_runs, ' +
     'operated through this API.',
   version: '0.1.0',
+  license: { name: 'MIT', identifier: 'MIT' },
 }
 
 export interface SwaggerOptions {
@@ -36,11 +37,20 @@ export default fp<SwaggerOptions>(
           },
         },
         security: [{ bearerAuth: [] }],
+        servers: [{ url: 'http://127.0.0.1:3000', description: 'npm start with the default HOST and PORT' }],
       },
       // Shared schemas become components named after their $id (Run, Schedule, …).
       refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
     })
-    await app.register(swaggerUi, { routePrefix: '/docs' })
+    await app.register(swaggerUi, {
+      routePrefix: '/docs',
+      // Swagger UI's "Try it out" calls the server that served it, wherever that runs.
+      transformSpecificationClone: true,
+      transformSpecification: (spec, request) => ({
+        ...spec,
+        servers: [{ url: `${request.protocol}://${request.host}`, description: 'this server' }],
+      }),
+    })
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   },
   { name: 'swagger' },

@@ -19,6 +19,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['runs'],
+        operationId: 'listRuns',
         summary: 'List runs, newest first',
         querystring: RunQuery,
         response: { 200: Page(RunRef), ...errors(400) },
@@ -53,6 +54,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['runs'],
+        operationId: 'getRun',
         summary: 'One run',
         params: IdParams,
         response: { 200: RunRef, ...errors(400, 404) },
@@ -69,6 +71,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['runs'],
+        operationId: 'cancelRun',
         summary: 'Cancel a queued or running run',
         description: 'A queued run is cancelled at once; a running one is aborted through its signal.',
         params: IdParams,

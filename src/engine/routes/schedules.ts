@@ -57,6 +57,7 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['schedules'],
+        operationId: 'listSchedules',
         summary: 'Every schedule, soonest next fire first',
         description:
           'Disabled schedules (and those whose job is not registered) have nextRunAt null and come last.',
@@ -75,6 +76,7 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['schedules'],
+        operationId: 'createSchedule',
         summary: 'Create a schedule',
         body: ScheduleCreate,
         response: { 201: ScheduleRef, ...errors(400, 409) },
@@ -93,6 +95,7 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['schedules'],
+        operationId: 'previewSchedule',
         summary: 'Next fire times of a cron expression, without saving anything',
         body: Type.Object(
           {
@@ -120,6 +123,7 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['schedules'],
+        operationId: 'getSchedule',
         summary: 'One schedule',
         params: NameParams,
         querystring: CountQuery,
@@ -141,6 +145,7 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['schedules'],
+        operationId: 'updateSchedule',
         summary: 'Edit a schedule (applies at once, on every instance)',
         params: NameParams,
         body: SchedulePatch,
@@ -161,6 +166,7 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['schedules'],
+        operationId: 'deleteSchedule',
         summary: 'Delete a schedule (its run history is kept)',
         params: NameParams,
         response: { 204: Type.Null(), ...errors(400, 404) },

@@ -119,6 +119,7 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['backups'],
+        operationId: 'listBackups',
         summary: 'List backups, newest first',
         querystring: BackupQuery,
         response: { 200: Page(BackupRef), ...errors(400) },
@@ -135,6 +136,7 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['backups'],
+        operationId: 'getBackup',
         summary: 'One backup',
         params: IdParams,
         response: { 200: BackupRef, ...errors(400, 404) },
@@ -146,39 +148,52 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
     },
   )
 
-  app.route({
-    method: ['GET', 'HEAD'],
-    url: '/backups/:id/download',
-    schema: {
-      tags: ['backups'],
-      summary: 'Download a backup file',
-      description:
-        'Streams the file from BACKUP_DIR, or from its off-site copy when the local file is gone (or with ' +
-        '`?source=remote`); X-Backup-Source says which. ETag is its sha256 (If-None-Match → 304); a single `Range: bytes=…` ' +
-        'gives 206, an unsatisfiable one 416; HEAD answers the same headers without the body.',
-      params: IdParams,
-      querystring: SourceQuery,
-      headers: DownloadHeaders,
-      response: {
-        200: FileResponse('The whole file'),
-        206: FileResponse('The requested byte range'),
-        304: { description: 'Not modified: If-None-Match holds this ETag', type: 'null' },
-        ...errors(400, 404, 409, 416, 502),
+  // HEAD before GET: Fastify would otherwise add its own HEAD route beside the GET one. Two routes,
+  // so each operation has its own operationId in the spec (methods as arrays: @fastify/swagger
+  // leaves out a route whose method is the string 'HEAD', taking it for Fastify's automatic one).
+  const downloads = [
+    [['HEAD'], 'headBackupDownload', "A backup file's headers (size, ETag, source), without the body"],
+    [['GET'], 'downloadBackup', 'Download a backup file'],
+  ] as const
+  for (const [method, operationId, summary] of downloads) {
+    app.route({
+      method: [...method],
+      url: '/backups/:id/download',
+      schema: {
+        tags: ['backups'],
+        operationId,
+        summary,
+        description:
+          'Streams the file from BACKUP_DIR, or from its off-site copy when the local file is gone, is on ' +
+          'another host (`host`) or with `?source=remote`; X-Backup-Source says which. 409 when the only copy ' +
+          'is a file on another host. ETag is its sha256 (If-None-Match → 304); a single `Range: bytes=…` ' +
+          'gives 206, an unsatisfiable one 416; HEAD answers the same headers without the body.',
+        params: IdParams,
+        querystring: SourceQuery,
+        headers: DownloadHeaders,
+        response: {
+          200: FileResponse('The whole file'),
+          206: FileResponse('The requested byte range'),
+          304: { description: 'Not modified: If-None-Match holds this ETag', type: 'null' },
+          ...errors(400, 404, 409, 416, 502),
+        },
       },
-    },
-    handler: async (request, reply) =>
-      await download(app, request.params.id, request.query.source, request, reply),
-  })
+      handler: async (request, reply) =>
+        await download(app, request.params.id, request.query.source, request, reply),
+    })
+  }
 
   app.delete(
     '/backups/:id',
     {
       schema: {
         tags: ['backups'],
+        operationId: 'deleteBackup',
         summary: 'Delete a backup: its row, then its file and its off-site copy',
         description:
           '`?copy=local` removes only the file in BACKUP_DIR (the backup stays listed while its off-site copy ' +
-          'exists); `?copy=remote` only the off-site copy. Removing the last copy removes the backup.',
+          'exists); `?copy=remote` only the off-site copy. Removing the last copy removes the backup. 409 when ' +
+          'the file is on another host (`host`): delete it through an instance there.',
         params: IdParams,
         querystring: CopyQuery,
         response: { 204: Type.Null(), ...errors(400, 404, 409) },
@@ -196,12 +211,16 @@ const backups: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['backups'],
+        operationId: 'verifyBackup',
         summary: 'Restore a backup into a scratch database and check it',
         description:
           'Checks size and sha256, restores the file with psql or pg_restore into a new database (always ' +
           'dropped afterwards), and compares its tables and row counts with what the dump holds. The ' +
-          'outcome is recorded on the backup (verifiedAt, verifyResult) and returned. 409 when this ' +
-          'server cannot run the check (no client tools, no right to create a database).',
+          'outcome is recorded on the backup (verifiedAt, verifyResult) and returned. The restore runs as a ' +
+          'role without rights that owns the scratch database. 409 when a restore check is already running ' +
+          'anywhere in the cluster (BACKUP_VERIFY_CONCURRENCY, default 1), when the only copy is a file on ' +
+          'another host, or when this server cannot run the check (no client tools, no right to create a ' +
+          'database or role).',
         params: IdParams,
         response: { 200: BackupRef, ...errors(400, 404, 409) },
       },

@@ -12,6 +12,7 @@ const registry: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['registry'],
+        operationId: 'listRegistrySnapshots',
         summary: 'List registry snapshots, newest first',
         description: 'Summaries only; GET /registry/snapshots/{id} has the full analysis.',
         querystring: SnapshotQuery,
@@ -27,6 +28,7 @@ const registry: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['registry'],
+        operationId: 'getLatestRegistrySnapshot',
         summary: 'The newest registry snapshot',
         response: { 200: RegistrySnapshotRef, ...errors(404) },
       },
@@ -39,6 +41,7 @@ const registry: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['registry'],
+        operationId: 'getRegistrySnapshot',
         summary: 'One registry snapshot',
         params: IdParams,
         response: { 200: RegistrySnapshotRef, ...errors(400, 404) },

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { errors, IdParams, Limit, ListQuery, Nullable, Page } from '../../lib/schemas.js'
 import { SearchHit, TemplateRef, TemplateSummaryRef } from './schemas.js'
-import { searchTemplates } from './search.js'
+import { QUERY_CACHE_TTL_MS } from './search.js'
 
 const TemplateQuery = ListQuery({})
 
@@ -27,6 +27,7 @@ const templates: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['templates'],
+        operationId: 'listTemplates',
         summary: 'List templates, in id order',
         querystring: TemplateQuery,
         response: { 200: Page(TemplateSummaryRef), ...errors(400) },
@@ -35,23 +36,33 @@ const templates: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => await app.templates.list(request.query.limit ?? 50, request.query.cursor),
   )
 
-  // A static segment: find-my-way matches it before the parametric /:id route.
+  // A static segment: find-my-way matches it before the parametric /:id route. Each search may call
+  // the paid embeddings server, so it has a per-token limit of its own (keyed by token name in the
+  // auth plugin's rate limiter; describeAccess keeps this config on GET routes).
+  const perMinute = app.config.templateSearchPerMinute
   app.get(
     '/templates/search',
     {
+      config: { rateLimit: { max: perMinute, timeWindow: 60_000 } },
+      // A HEAD route would run the same handler with a limit (a bucket) of its own, doubling what a
+      // token may spend; a search has nothing worth a HEAD.
+      exposeHeadRoute: false,
       schema: {
         tags: ['templates'],
+        operationId: 'searchTemplates',
         summary: 'Templates most similar to a text',
         description:
           'Embeds q with the configured provider and ranks embedded templates by cosine similarity. ' +
-          'Templates not yet embedded (template-embed) are not found.',
+          'Templates not yet embedded (template-embed) are not found. A repeated query within ' +
+          `${QUERY_CACHE_TTL_MS / 1000} s reuses its embedding; each token may search ` +
+          'TEMPLATE_SEARCH_PER_MINUTE times a minute (default 30), then gets 429.',
         querystring: SearchQuery,
         response: { 200: SearchReply, ...errors(400, 502) },
       },
     },
     async (request) => {
       const { q, limit = 10 } = request.query
-      return await searchTemplates(app.templates, app.templateEmbedder, q, limit)
+      return await app.templateSearch.search(q, limit)
     },
   )
 
@@ -60,6 +71,7 @@ const templates: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['templates'],
+        operationId: 'getTemplate',
         summary: 'One template, with its text',
         params: IdParams,
         response: { 200: TemplateRef, ...errors(400, 404) },

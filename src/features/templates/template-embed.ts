@@ -17,10 +17,12 @@ export const templateEmbed = defineJob({
     'local lexical embedder or the EMBEDDINGS_URL server; {"missing": false} re-embeds all.',
   args: Type.Object(
     {
-      missing: Type.Boolean({
-        default: true,
-        description: 'Only templates without a current embedding (false: every template).',
-      }),
+      missing: Type.Optional(
+        Type.Boolean({
+          default: true,
+          description: 'Only templates without a current embedding (false: every template).',
+        }),
+      ),
     },
     { additionalProperties: false },
   ),

@@ -23,6 +23,7 @@ const access: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['access'],
+        operationId: 'getCurrentToken',
         summary: 'The token this request was made with: its name and role',
         response: { 200: Principal },
       },
@@ -35,6 +36,7 @@ const access: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['access'],
+        operationId: 'createToken',
         summary: 'Create a token (shown once)',
         description: 'The token is in this reply only; Steward keeps just its sha256.',
         body: Type.Object({ name: TokenName, role: Role }, { additionalProperties: false }),
@@ -61,6 +63,7 @@ const access: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['access'],
+        operationId: 'listTokens',
         summary: 'Live tokens (never the tokens themselves)',
         response: { 200: Page(TokenRef) },
       },
@@ -73,6 +76,7 @@ const access: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['access'],
+        operationId: 'revokeToken',
         summary: 'Revoke a token',
         description:
           'Takes effect at once on this instance and within 5 s on the others. 409 for the last admin token.',
@@ -92,6 +96,7 @@ const access: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['access'],
+        operationId: 'listAuditEntries',
         summary: 'Who changed or triggered what, newest first',
         querystring: AuditQuery,
         response: { 200: Page(Type.Ref('AuditEntry')), ...errors(400) },

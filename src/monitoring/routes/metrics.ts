@@ -18,6 +18,7 @@ const metrics: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['health'],
+        operationId: 'getMetrics',
         summary: 'Prometheus metrics',
         description:
           'Prometheus text format: runs by job and state, queued and running runs, run durations, ' +
