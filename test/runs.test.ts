@@ -108,7 +108,7 @@ t.test('run history: newest first, filters, keyset pagination', async (t) => {
       ['/runs?trigger=cosmic', /trigger/],
       ['/runs?since=yesterday', /since/],
       ['/runs?cursor=bm9wZQ', /cursor/],
-      ['/runs?colour=red', /additional/],
+      ['/runs?colour=red', /querystring has unknown property 'colour'; allowed: job, schedule, state/],
       ['/runs/0', /id/],
       ['/runs/1e400', /id/],
       ['/runs?limit=1e400', /limit/],
