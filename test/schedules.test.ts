@@ -127,7 +127,12 @@ t.test('schedule CRUD, validation and preview', async (t) => {
         /args\.ms/,
       ],
       ['POST', '/schedules', { name: 'Bad Name', job: 'sleeper', cron: '0 0 * * *' }, /name/],
-      ['POST', '/schedules', { name: 'x6', job: 'sleeper', cron: '0 0 * * *', colour: 'red' }, /body has unknown property 'colour'; allowed: /],
+      [
+        'POST',
+        '/schedules',
+        { name: 'x6', job: 'sleeper', cron: '0 0 * * *', colour: 'red' },
+        /body has unknown property 'colour'; allowed: /,
+      ],
       ['POST', '/schedules', { job: 'sleeper', cron: '0 0 * * *' }, /name/],
       ['PATCH', '/schedules/cache-clear', { cron: '0 25 * * *' }, /hour field/],
       ['PATCH', '/schedules/cache-clear', { args: { all: 1 } }, /args\.all/],
