@@ -47,6 +47,7 @@ export const ConfigSchema = Type.Object({
   RUN_HEARTBEAT_MS: Type.Integer({ minimum: 100, default: 5000 }),
   RUN_STALE_MS: Type.Integer({ minimum: 500, default: 30_000 }),
   RUN_POLL_MS: Type.Integer({ minimum: 50, default: 1000 }),
+  MAX_CONCURRENT_RUNS: Type.Integer({ minimum: 1, maximum: 1000, default: 8 }),
   RETRY_BASE_MS: Type.Integer({ minimum: 0, default: 10_000 }),
   RETRY_MAX_MS: Type.Integer({ minimum: 0, default: 10 * 60_000 }),
   RUNS_RETENTION_DAYS: Type.Integer({ minimum: 1, default: 30 }),
@@ -127,6 +128,8 @@ export interface Config {
   runStaleMs: number
   /** How often each instance looks for due queued runs (retries) and abandoned ones. */
   runPollMs: number
+  /** At most this many runs execute in this process at once; more wait queued (or start elsewhere). */
+  maxConcurrentRuns: number
   /** Retry n waits min(retryMaxMs, retryBaseMs × 2^(n−1)) × (1 + jitter), jitter in [0, 0.25). */
   retryBaseMs: number
   retryMaxMs: number
@@ -298,6 +301,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     runHeartbeatMs: e.RUN_HEARTBEAT_MS,
     runStaleMs: e.RUN_STALE_MS,
     runPollMs: e.RUN_POLL_MS,
+    maxConcurrentRuns: e.MAX_CONCURRENT_RUNS,
     retryBaseMs: e.RETRY_BASE_MS,
     retryMaxMs: e.RETRY_MAX_MS,
     runsRetentionDays: e.RUNS_RETENTION_DAYS,

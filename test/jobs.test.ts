@@ -146,7 +146,7 @@ t.test('jobs and manual runs', async (t) => {
     })
     const res = await app.inject({ method: 'POST', url: `/runs/${queued.id}/cancel` })
     t.equal(res.json().state, 'cancelled')
-    app.runner.start(queued)
+    await app.runner.pump()
     await new Promise((r) => setTimeout(r, 100))
     const after = (await app.inject(`/runs/${queued.id}`)).json()
     t.equal(after.state, 'cancelled')

@@ -83,6 +83,7 @@ t.test('run history: newest first, filters, keyset pagination', async (t) => {
       'instance',
       'job',
       'maxAttempts',
+      'parentId',
       'queuedAt',
       'result',
       'retryOf',
@@ -91,7 +92,9 @@ t.test('run history: newest first, filters, keyset pagination', async (t) => {
       'scheduledFor',
       'startedAt',
       'state',
+      'then',
       'trigger',
+      'waitingFor',
     ])
     t.equal(run.durationMs, 1000)
     const one = await app.inject(`/runs/${run.id}`)

@@ -11,8 +11,8 @@ interface SchemaError {
   message: string
 }
 
-function describe(error: SchemaError): string {
-  const where = `args${error.instancePath.replaceAll('/', '.')}`
+function describe(error: SchemaError, field: string): string {
+  const where = `${field}${error.instancePath.replaceAll('/', '.')}`
   const p = error.params
   switch (error.keyword) {
     case 'additionalProperties':
@@ -31,11 +31,12 @@ function describe(error: SchemaError): string {
 // "schema is false" repeats additionalProperties; anyOf/const say less than the error beside them.
 const NOISE = new Set(['boolean', 'anyOf', 'const'])
 
-export function validateArgs(schema: TSchema, args: unknown): Record<string, unknown> {
+/** The args with defaults filled in; InvalidInput naming the field (`field` is where the args sit). */
+export function validateArgs(schema: TSchema, args: unknown, field = 'args'): Record<string, unknown> {
   const value = Value.Default(schema, Value.Clone(args ?? {}))
   const errors = Value.Errors(schema, value) as SchemaError[]
   if (errors.length === 0) return value as Record<string, unknown>
   const useful = errors.filter((e) => !NOISE.has(e.keyword))
-  const messages = (useful.length > 0 ? useful : errors).map(describe)
+  const messages = (useful.length > 0 ? useful : errors).map((e) => describe(e, field))
   throw new InvalidInput([...new Set(messages)].join('; '))
 }

@@ -45,6 +45,8 @@ export interface DefaultSchedule {
   name: string
   cron: string
   args?: Record<string, unknown>
+  /** Jobs to run after each successful fire, in order (see src/engine/chains.ts). */
+  then?: ReadonlyArray<{ job: string; args?: Record<string, unknown> }>
 }
 
 export interface JobDefinition<A extends TObject = TObject> {
@@ -53,6 +55,8 @@ export interface JobDefinition<A extends TObject = TObject> {
   args: A
   timeoutMs: number
   maxAttempts: number
+  /** How many of its runs may run at once across every instance (default 1); PATCH /jobs/{name} overrides. */
+  concurrency?: number
   /** Its default schedules; an operator may edit or delete them, and a deleted one stays deleted. */
   schedules?: readonly DefaultSchedule[]
   /**
@@ -73,6 +77,10 @@ export function defineJob<A extends TObject>(job: JobDefinition<A>): JobDefiniti
   if (!(job.timeoutMs > 0)) throw new Error(`job ${job.name}: timeoutMs must be positive`)
   if (!(Number.isInteger(job.maxAttempts) && job.maxAttempts >= 1)) {
     throw new Error(`job ${job.name}: maxAttempts must be an integer >= 1`)
+  }
+  const concurrency = job.concurrency ?? 1
+  if (!(Number.isInteger(concurrency) && concurrency >= 1 && concurrency <= 100)) {
+    throw new Error(`job ${job.name}: concurrency must be an integer from 1 to 100`)
   }
   return job
 }

@@ -5,6 +5,7 @@
 import fp from 'fastify-plugin'
 import { createPageCache, type PageCache } from '../lib/page-cache.js'
 import type { AnyJob } from './job.js'
+import { createJobSettings, type JobSettings } from './job-settings.js'
 import { createRunEvents, type RunEvents } from './run-events.js'
 import { createRunStore, type RunStore } from './run-store.js'
 import { createRunner, type Runner } from './runner.js'
@@ -15,6 +16,7 @@ import { createSupervisor, type Supervisor } from './supervisor.js'
 declare module 'fastify' {
   interface FastifyInstance {
     jobs: Map<string, AnyJob>
+    jobSettings: JobSettings
     runStore: RunStore
     scheduleStore: ScheduleStore
     runner: Runner
@@ -38,13 +40,15 @@ export default fp<EngineOptions>(
     const { sql, config, log } = app
     const runStore = createRunStore(sql)
     const scheduleStore = createScheduleStore(sql, jobs, config.schedulerTimezone)
-    const runner = createRunner({ sql, runs: runStore, jobs, config, log })
+    const jobSettings = createJobSettings(sql, jobs, log)
+    const runner = createRunner({ sql, runs: runStore, jobs, settings: jobSettings, config, log })
     const scheduler = createScheduler({
       sql,
       runs: runStore,
       schedules: scheduleStore,
       runner,
       jobs,
+      settings: jobSettings,
       log,
       clock,
     })
@@ -62,6 +66,7 @@ export default fp<EngineOptions>(
     const unwatch = runEvents.watch(runPages.invalidate)
 
     app.decorate('jobs', jobs)
+    app.decorate('jobSettings', jobSettings)
     app.decorate('runStore', runStore)
     app.decorate('scheduleStore', scheduleStore)
     app.decorate('runner', runner)
@@ -75,6 +80,7 @@ export default fp<EngineOptions>(
 
     app.addHook('onReady', async () => {
       await runEvents.start()
+      await jobSettings.start()
       // Every instance executes queued work and watches for abandoned runs; firing schedules can
       // be turned off per instance.
       await supervisor.start()
@@ -87,6 +93,7 @@ export default fp<EngineOptions>(
       await scheduler.stop()
       await runner.stop(config.shutdownGraceMs)
       await supervisor.stop()
+      await jobSettings.stop()
       runner.events.off('run', runPages.invalidate)
       unwatch()
       await runEvents.stop()

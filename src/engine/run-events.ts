@@ -48,6 +48,9 @@ export function runFromRowJson(row: Record<string, unknown>): Run {
     finishedAt: date(row.finished_at),
     result: (row.result ?? null) as JsonValue | null,
     error: (row.error ?? null) as Run['error'],
+    waitingFor: (row.waiting_for ?? null) as Run['waitingFor'],
+    parentId: row.parent_id === null || row.parent_id === undefined ? null : String(row.parent_id),
+    then: (row.then ?? null) as Run['then'],
     instance: (row.instance as string | null) ?? null,
   })
 }

@@ -4,7 +4,8 @@
 import type { Sql } from 'postgres'
 import type { JsonValue } from '../lib/json.js'
 import { allOf, decodeCursor, type Page, toPage } from '../lib/pagination.js'
-import type { Run, RunError, RunState, RunTrigger } from './schemas/run.js'
+import type { ChainStep } from './chains.js'
+import type { Run, RunError, RunState, RunTrigger, WaitingFor } from './schemas/run.js'
 
 export type { Run, RunError, RunState, RunTrigger }
 
@@ -26,6 +27,9 @@ interface RunRow {
   result: JsonValue | null
   error: RunError | null
   instance: string | null
+  waitingFor: WaitingFor | null
+  parentId: string | null
+  then: ChainStep[] | null
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null)
@@ -50,6 +54,9 @@ export function toRun(row: RunRow): Run {
     result: row.result,
     error: row.error,
     instance: row.instance,
+    waitingFor: row.state === 'queued' ? row.waitingFor : null,
+    parentId: row.parentId === null ? null : Number(row.parentId),
+    then: row.then,
   }
 }
 
@@ -60,6 +67,7 @@ export interface RunFilter {
   trigger?: RunTrigger
   since?: string
   until?: string
+  parentId?: number
 }
 
 export interface NewRun {
@@ -73,6 +81,8 @@ export interface NewRun {
   scheduledFor?: Date | null
   /** Not before this many ms from now (retries). */
   delayMs?: number
+  parentId?: number | null
+  then?: ChainStep[] | null
 }
 
 export type FireOutcome = { outcome: 'claimed' | 'skipped'; run: Run } | { outcome: 'taken' }
@@ -108,21 +118,28 @@ const COLUMNS = [
   'result',
   'error',
   'instance',
+  'waiting_for',
+  'parent_id',
+  'then',
 ]
 
 export function createRunStore(sql: Sql) {
   const columns = sql(COLUMNS)
   const one = (rows: RunRow[]) => (rows[0] ? toRun(rows[0]) : null)
+  /** A chain as stored: the steps, or null when there are none. */
+  const chainJson = (steps: ChainStep[] | null | undefined) =>
+    steps && steps.length > 0 ? sql.json(steps as unknown as JsonValue) : null
 
   /** A queued run: started at once by whoever inserted it, or later by a poller when delayed. */
   async function insertQueued(run: NewRun): Promise<Run> {
     const [row] = await sql<RunRow[]>`
       insert into job_runs (job, schedule, trigger, state, attempt, max_attempts, retry_of, args, scheduled_for,
-                            run_after)
+                            run_after, parent_id, "then")
       values (${run.job}, ${run.schedule ?? null}, ${run.trigger}, 'queued', ${run.attempt ?? 1},
               ${run.maxAttempts}, ${run.retryOf ?? null}, ${sql.json(run.args as JsonValue)},
               ${run.scheduledFor ?? null},
-              ${run.delayMs ? sql`now() + ${run.delayMs} * interval '1 millisecond'` : null})
+              ${run.delayMs ? sql`now() + ${run.delayMs} * interval '1 millisecond'` : null},
+              ${run.parentId ?? null}, ${chainJson(run.then)})
       returning ${columns}`
     return toRun(row as RunRow)
   }
@@ -153,6 +170,7 @@ export function createRunStore(sql: Sql) {
         filter.trigger !== undefined && sql`trigger = ${filter.trigger}`,
         filter.since !== undefined && sql`queued_at >= ${filter.since}`,
         filter.until !== undefined && sql`queued_at < ${filter.until}`,
+        filter.parentId !== undefined && sql`parent_id = ${filter.parentId}`,
         after !== null && sql`id < ${after}`,
       ])
       const rows = await sql<RunRow[]>`
@@ -181,6 +199,7 @@ export function createRunStore(sql: Sql) {
         max_attempts: run.maxAttempts,
         args: run.args,
         scheduled_for: run.scheduledFor.toISOString(),
+        then: run.then ?? null,
         overlap,
         ...(skip ? { skip } : {}),
       }))
@@ -197,13 +216,13 @@ export function createRunStore(sql: Sql) {
           from (select distinct hashtext(name) as k from unnest(${names}::text[]) as u(name) order by 1) keys`
         return await tx<RunRow[]>`
           insert into job_runs (job, schedule, trigger, state, attempt, max_attempts, args, scheduled_for,
-                                finished_at, error)
+                                finished_at, error, "then")
           select f.job, f.schedule, f.trig, case when d.skip is null then 'queued' else 'skipped' end, 1,
                  f.max_attempts, f.args, f.scheduled_for, case when d.skip is null then null else now() end,
-                 d.skip
+                 d.skip, f."then"
           from jsonb_to_recordset(${tx.json(input as unknown as JsonValue)}) as f(
             job text, schedule text, trig text, max_attempts int, args jsonb, scheduled_for timestamptz,
-            overlap text, skip jsonb)
+            "then" jsonb, overlap text, skip jsonb)
           cross join lateral (
             select coalesce(f.skip, (
               select jsonb_build_object('code', 'overlap',
@@ -226,17 +245,71 @@ export function createRunStore(sql: Sql) {
       })
     },
 
-    /** queued → running, in one statement for any number of runs; those cancelled (or taken) first are left out. */
-    async markRunning(ids: number[], instance: string): Promise<Run[]> {
-      if (ids.length === 0) return []
-      const rows = await sql<RunRow[]>`
-        update job_runs set state = 'running', started_at = now(), heartbeat_at = now(), instance = ${instance}
-        where id = any(${ids}::bigint[]) and state = 'queued'
-        returning ${columns}`
-      return rows.map(toRun).sort((a, b) => a.id - b.id)
+    /**
+     * Starts queued runs for this instance, oldest due first, as far as limits allow: at most
+     * `capacity` runs (this instance's free slots), and per job no more than its concurrency minus
+     * the runs of it already running on any instance. Each job's count is taken under a transaction
+     * advisory lock that every instance takes in the same order, so two instances can never both
+     * fill a job's last slot. Due runs left queued are marked with what they wait for.
+     * `concurrency` maps every job this instance runs to its limit; runs of other jobs are left to
+     * an instance that has them.
+     */
+    async claimQueued(instance: string, capacity: number, concurrency: Map<string, number>): Promise<Run[]> {
+      const known = [...concurrency.keys()]
+      // Usually nothing waits: one indexed statement, and no transaction.
+      const waiting = await sql<{ job: string }[]>`
+        select distinct job from job_runs
+        where state = 'queued' and coalesce(run_after, queued_at) <= now() and job = any(${known}::text[])`
+      if (waiting.length === 0) return []
+      const names = waiting.map((w) => w.job).sort()
+      return await sql.begin('isolation level read committed', async (tx) => {
+        await tx`select set_config('lock_timeout', ${CLAIM_LOCK_TIMEOUT}, true)`
+        await tx`
+          select count(pg_advisory_xact_lock(hashtext('steward.job'), k))
+          from (select distinct hashtext(name) as k from unnest(${names}::text[]) as u(name) order by 1) keys`
+        const rows = await tx<RunRow[]>`
+          with lim as (
+            select l.job, l.concurrency - (
+              select count(*) from job_runs r where r.state = 'running' and r.job = l.job) as free
+            from unnest(${names}::text[], ${names.map((n) => concurrency.get(n) ?? 1)}::int[])
+              as l(job, concurrency)
+          ),
+          ranked as (
+            select q.id, q.job, coalesce(q.run_after, q.queued_at) as due,
+                   row_number() over (partition by q.job order by coalesce(q.run_after, q.queued_at), q.id) as n
+            from job_runs q
+            where q.state = 'queued' and coalesce(q.run_after, q.queued_at) <= now()
+              and q.job = any(${names}::text[])
+          ),
+          chosen as (
+            select ranked.id from ranked join lim using (job)
+            where ranked.n <= lim.free
+            order by ranked.due, ranked.id
+            limit ${Math.max(0, capacity)}
+          ),
+          marked as (
+            update job_runs w set waiting_for = v.reason
+            from (
+              select ranked.id,
+                     case when ranked.n <= lim.free then 'instance capacity' else 'job concurrency' end as reason
+              from ranked join lim using (job)
+              where ranked.id not in (select id from chosen)
+            ) v
+            where w.id = v.id and w.state = 'queued' and w.waiting_for is distinct from v.reason
+          )
+          update job_runs set state = 'running', started_at = now(), heartbeat_at = now(),
+                              instance = ${instance}, waiting_for = null
+          where id in (select id from chosen) and state = 'queued'
+          returning ${columns}`
+        return rows.map(toRun).sort((a, b) => a.id - b.id)
+      })
     },
 
-    /** running → final state; null when something else (a cancel, a rescuer) already ended it. */
+    /**
+     * running → final state; null when something else (a cancel, a rescuer) already ended it. A
+     * success that carries a chain queues the chain's next step in the same transaction, so a crash
+     * can never record the one without the other; `next` is that step's run.
+     */
     async finish(
       id: number,
       end: {
@@ -244,15 +317,80 @@ export function createRunStore(sql: Sql) {
         result?: JsonValue | null
         error?: RunError | null
       },
-    ): Promise<Run | null> {
-      return one(
-        await sql<RunRow[]>`
+      maxAttemptsOf: (job: string) => number = () => 1,
+    ): Promise<{ run: Run; next: Run | null } | null> {
+      return await sql.begin(async (tx) => {
+        const [row] = await tx<RunRow[]>`
           update job_runs set state = ${end.state}, finished_at = clock_timestamp(),
                               result = ${end.result === undefined || end.result === null ? null : sql.json(end.result)},
                               error = ${end.error ? sql.json(end.error as unknown as JsonValue) : null}
           where id = ${id} and state = 'running'
-          returning ${columns}`,
-      )
+          returning ${columns}`
+        if (!row) return null
+        const run = toRun(row)
+        const [step, ...rest] = run.then ?? []
+        if (run.state !== 'succeeded' || !step) return { run, next: null }
+        const [next] = await tx<RunRow[]>`
+          insert into job_runs (job, trigger, state, max_attempts, args, parent_id, "then")
+          values (${step.job}, 'chain', 'queued', ${maxAttemptsOf(step.job)},
+                  ${sql.json(step.args as JsonValue)}, ${run.id}, ${chainJson(rest)})
+          returning ${columns}`
+        return { run, next: toRun(next as RunRow) }
+      })
+    },
+
+    /**
+     * Records the steps of a run's chain that will not run (the run failed for good, or was
+     * cancelled) as skipped runs, each the child of the one before, with code chain_stopped. Once:
+     * a run that already has a child is left alone.
+     */
+    async stopChain(run: Run): Promise<Run[]> {
+      const steps = run.then ?? []
+      if (steps.length === 0) return []
+      const error: RunError = {
+        code: 'chain_stopped',
+        message: `run ${run.id} (${run.job}) ${run.state === 'cancelled' ? 'was cancelled' : 'failed'}; the rest of its chain did not run`,
+      }
+      return await sql.begin(async (tx) => {
+        await tx`select pg_advisory_xact_lock(hashtext('steward.chain'), hashtext(${String(run.id)}))`
+        const [child] = await tx`select 1 from job_runs where parent_id = ${run.id} limit 1`
+        if (child) return []
+        const skipped: Run[] = []
+        let parent = run.id
+        for (const [i, step] of steps.entries()) {
+          const [row] = await tx<RunRow[]>`
+            insert into job_runs (job, trigger, state, max_attempts, args, parent_id, "then", finished_at, error)
+            values (${step.job}, 'chain', 'skipped', 1, ${sql.json(step.args as JsonValue)}, ${parent},
+                    ${chainJson(steps.slice(i + 1))}, now(), ${sql.json(error as unknown as JsonValue)})
+            returning ${columns}`
+          const recorded = toRun(row as RunRow)
+          skipped.push(recorded)
+          parent = recorded.id
+        }
+        return skipped
+      })
+    },
+
+    /**
+     * A manual run that must be the only one of its job with these args: the queued or running run
+     * that already is (created false), or a new queued one. Serialised per job across instances, so
+     * two racing requests get one run.
+     */
+    async insertUnique(run: NewRun): Promise<{ run: Run; created: boolean }> {
+      return await sql.begin(async (tx) => {
+        await tx`select pg_advisory_xact_lock(hashtext('steward.unique'), hashtext(${run.job}))`
+        const [existing] = await tx<RunRow[]>`
+          select ${columns} from job_runs
+          where job = ${run.job} and state in ('queued', 'running') and args = ${sql.json(run.args as JsonValue)}
+          order by id limit 1`
+        if (existing) return { run: toRun(existing), created: false }
+        const [row] = await tx<RunRow[]>`
+          insert into job_runs (job, trigger, state, max_attempts, args, parent_id, "then")
+          values (${run.job}, ${run.trigger}, 'queued', ${run.maxAttempts}, ${sql.json(run.args as JsonValue)},
+                  ${run.parentId ?? null}, ${chainJson(run.then)})
+          returning ${columns}`
+        return { run: toRun(row as RunRow), created: true }
+      })
     },
 
     /** Cancels a queued run at once; a running one is flagged and stopped by its executor. */
@@ -267,25 +405,6 @@ export function createRunStore(sql: Sql) {
                          else error end,
             cancel_requested_at = coalesce(cancel_requested_at, now())
           where id = ${id} and state in ('queued', 'running')
-          returning ${columns}`,
-      )
-    },
-
-    /**
-     * Takes the oldest due queued run for this instance (queued → running). Skip locked: several
-     * instances polling at once each get a different run, or none.
-     */
-    async claimDue(instance: string): Promise<Run | null> {
-      return one(
-        await sql<RunRow[]>`
-          update job_runs set state = 'running', started_at = now(), heartbeat_at = now(), instance = ${instance}
-          where id = (
-            select id from job_runs
-            where state = 'queued' and coalesce(run_after, queued_at) <= now()
-            order by coalesce(run_after, queued_at), id
-            limit 1
-            for update skip locked
-          )
           returning ${columns}`,
       )
     },
@@ -331,6 +450,8 @@ export function createRunStore(sql: Sql) {
         retryOf: failed.retryOf ?? failed.id,
         scheduledFor: failed.scheduledFor ? new Date(failed.scheduledFor) : null,
         delayMs,
+        parentId: failed.parentId,
+        then: failed.then,
       })
     },
 

@@ -1,6 +1,9 @@
 // The runner executes runs in this process: queued → running → succeeded | failed | cancelled,
-// with a timeout per job, cancellation through an AbortSignal, retries with backoff, and a record of
-// every outcome. A job that throws fails its run; nothing a job does can take the server down.
+// with a timeout per job, cancellation through an AbortSignal, retries with backoff, chains, and a
+// record of every outcome. A job that throws fails its run; nothing a job does can take the server
+// down. Runs start through one door, pump(): it takes queued runs as far as the job's concurrency
+// (cluster-wide) and this instance's MAX_CONCURRENT_RUNS allow, oldest first; a finishing run pumps
+// again, so a waiting run starts as soon as a slot frees.
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
@@ -9,7 +12,9 @@ import { retryDelayMs } from '../lib/backoff.js'
 import { Conflict, NotFound } from '../lib/errors.js'
 import type { JsonValue } from '../lib/json.js'
 import { validateArgs } from './args.js'
+import { type ChainStep, validateChain } from './chains.js'
 import type { AnyJob } from './job.js'
+import type { JobSettings } from './job-settings.js'
 import type { Run, RunError, RunStore, RunTrigger } from './run-store.js'
 
 /** Why a run's signal was aborted; becomes the run's error code. */
@@ -23,6 +28,8 @@ export class RunAbort extends Error {
 }
 
 export const CANCEL_CHANNEL = 'steward_cancel'
+/** "Queued runs may be waiting for a slot": sent when this instance cannot take them all. */
+export const QUEUE_CHANNEL = 'steward_queue'
 
 /** Refuses (throws) a manual trigger its caller may not make, given the job and its validated args. */
 export type Authorize = (job: AnyJob, args: Record<string, unknown>) => void | Promise<void>
@@ -31,8 +38,18 @@ export interface RunnerDeps {
   sql: Sql
   runs: RunStore
   jobs: Map<string, AnyJob>
+  settings: JobSettings
   config: Config
   log: FastifyBaseLogger
+}
+
+export interface TriggerOptions {
+  trigger?: RunTrigger
+  authorize?: Authorize
+  /** Return the queued or running run of this job with the same args instead of adding one. */
+  unique?: boolean
+  /** Jobs to run after this one succeeds. */
+  then?: ReadonlyArray<{ job: string; args?: Record<string, unknown> }>
 }
 
 type Outcome = {
@@ -43,9 +60,11 @@ type Outcome = {
   final?: boolean
 }
 
-export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
+export function createRunner({ sql, runs, jobs, settings, config, log }: RunnerDeps) {
   const events = new EventEmitter<{ run: [Run] }>()
   const active = new Map<number, AbortController>()
+  /** Runs this instance took, until their outcome is recorded: its share of MAX_CONCURRENT_RUNS. */
+  const executing = new Set<number>()
   /** Executions (bookkeeping included) and job bodies, which may outlive an aborted execution. */
   const inFlight = new Set<Promise<unknown>>()
   const bodies = new Set<Promise<unknown>>()
@@ -66,31 +85,60 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
     return job
   }
 
+  let pumping: Promise<void> | undefined
+  let pumpAgain = false
+  let tellOthers = false
+
   /**
-   * Starts queued runs inserted by this process (one update for all of them), except those another
-   * actor (a cancel) got to first.
+   * Starts the queued runs this instance may take now. One pump at a time; a call during one makes
+   * it go round once more. `local` pumps (a trigger here, a run finishing here, a poll) tell the
+   * other instances when this one filled up, so a run it could not take starts elsewhere at once; a
+   * pump answering that never tells anyone, so full instances cannot wake each other forever.
    */
-  function start(...queued: Run[]): void {
-    // Shutting down: the runs stay queued, for another instance's poller or this one's next start.
-    if (queued.length === 0 || !accepting) return
-    launch(async () => {
-      const running = await runs.markRunning(
-        queued.map((run) => run.id),
-        config.instanceId,
-      )
-      await Promise.all(running.map((run) => execute(run).catch((err) => couldNotRecord(err, run))))
-    }, queued[0] as Run)
+  function pump(origin: 'local' | 'remote' = 'local'): Promise<void> {
+    if (origin === 'local') tellOthers = true
+    if (pumping) {
+      pumpAgain = true
+      return pumping
+    }
+    pumping = (async () => {
+      try {
+        do {
+          pumpAgain = false
+          const notify = tellOthers
+          tellOthers = false
+          if (!accepting) return
+          const free = config.maxConcurrentRuns - executing.size
+          const claimed = free > 0 ? await runs.claimQueued(config.instanceId, free, settings.concurrencies()) : []
+          for (const run of claimed) {
+            executing.add(run.id)
+            launch(() => execute(run), run)
+          }
+          if (notify && claimed.length >= free) await sql`select pg_notify(${QUEUE_CHANNEL}, ${config.instanceId})`
+        } while (pumpAgain)
+      } finally {
+        pumping = undefined
+      }
+    })()
+    return pumping
   }
 
-  /** Executes a run already marked running for this instance (claimed by a poller). */
-  function resume(run: Run): void {
-    launch(() => execute(run), run)
+  /** pump(), for callers that do not wait: a failure (the database is down) waits for the next poll. */
+  function pumpSoon(origin: 'local' | 'remote' = 'local'): void {
+    pump(origin).catch((err) => log.warn({ err }, 'could not start queued runs; will retry'))
   }
 
   function launch(work: () => Promise<void>, run: Run): void {
     track(
       inFlight,
-      work().catch((err) => couldNotRecord(err, run)),
+      work()
+        .catch((err) => couldNotRecord(err, run))
+        .finally(() => {
+          executing.delete(run.id)
+          // A slot is free: the next run waiting for it starts here, or (shutting down) elsewhere.
+          if (accepting) pumpSoon()
+          else void sql`select pg_notify(${QUEUE_CHANNEL}, ${config.instanceId})`.catch(() => {})
+        }),
     )
   }
 
@@ -106,15 +154,16 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
         code: 'unknown_job',
         message: `job "${run.job}" is not registered on ${config.instanceId}`,
       }
-      publish(await runs.finish(run.id, { state: 'failed', error }))
+      const ended = await runs.finish(run.id, { state: 'failed', error })
+      if (ended) await settleFailure(ended.run, true)
       return
     }
     const controller = new AbortController()
     active.set(run.id, controller)
+    const { timeoutMs } = settings.limits(job)
     const timer = setTimeout(
-      () =>
-        controller.abort(new RunAbort('timeout', `run exceeded the job's timeout of ${job.timeoutMs} ms`)),
-      job.timeoutMs,
+      () => controller.abort(new RunAbort('timeout', `run exceeded the job's timeout of ${timeoutMs} ms`)),
+      timeoutMs,
     )
     const runLog = log.child({ runId: run.id, job: job.name })
     runLog.info(
@@ -140,14 +189,34 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
       clearTimeout(timer)
       active.delete(run.id)
     }
-    const finished = await persist(() => runs.finish(run.id, outcome))
-    publish(finished)
+    const ended = await persist(() => runs.finish(run.id, outcome, maxAttemptsOf))
     const level = outcome.state === 'succeeded' ? 'info' : 'warn'
     runLog[level](
-      { state: outcome.state, durationMs: finished?.durationMs, error: outcome.error },
+      { state: outcome.state, durationMs: ended?.run.durationMs, error: outcome.error },
       'run finished',
     )
-    if (finished?.state === 'failed' && !outcome.final) await retryIfAllowed(finished)
+    if (!ended) return
+    publish(ended.run)
+    if (ended.next) {
+      runLog.info({ next: ended.next.id, job: ended.next.job }, 'chain continues')
+      publish(ended.next)
+    }
+    if (ended.run.state !== 'succeeded') await settleFailure(ended.run, outcome.final === true)
+  }
+
+  const maxAttemptsOf = (name: string) => {
+    const job = jobs.get(name)
+    return job ? settings.limits(job).maxAttempts : 1
+  }
+
+  /**
+   * After a run failed or was cancelled: the next attempt when one is due, otherwise the end of its
+   * chain (the steps not run are recorded as skipped).
+   */
+  async function settleFailure(ended: Run, final: boolean): Promise<void> {
+    const retry = ended.state === 'failed' && !final ? await retryIfAllowed(ended) : null
+    if (retry) return
+    for (const skipped of await persist(() => runs.stopChain(ended))) publish(skipped)
   }
 
   /**
@@ -184,27 +253,35 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
 
   return {
     events,
-    start,
-    resume,
-    retryIfAllowed,
+    pump,
+    pumpSoon,
+    settleFailure,
     abortLocal,
 
-    /** Validates args, records a queued run and starts it. */
+    /**
+     * Validates args (and the chain's), records a queued run and starts it when a slot is free.
+     * With `unique`, the queued or running run of the job with the same args is returned instead
+     * (created false) when there is one.
+     */
     async trigger(
       name: string,
       rawArgs: unknown,
-      trigger: RunTrigger = 'manual',
-      authorize?: Authorize,
-    ): Promise<Run> {
+      { trigger = 'manual', authorize, unique = false, then }: TriggerOptions = {},
+    ): Promise<{ run: Run; created: boolean }> {
       const job = jobOf(name)
       const args = validateArgs(job.args, rawArgs)
-      // After validation, so the decision sees the args the run would get (defaults filled in).
+      const chain: ChainStep[] | null = validateChain(jobs, then)
+      // After validation, so the decision sees the args the runs would get (defaults filled in).
       await authorize?.(job, args)
+      for (const step of chain ?? []) await authorize?.(jobOf(step.job), step.args)
       if (!accepting) throw new Conflict('the server is shutting down; trigger the job on another instance')
-      const run = await runs.insertQueued({ job: job.name, trigger, args, maxAttempts: job.maxAttempts })
-      publish(run)
-      start(run)
-      return run
+      const queued = { job: job.name, trigger, args, maxAttempts: settings.limits(job).maxAttempts, then: chain }
+      const result = unique ? await runs.insertUnique(queued) : { run: await runs.insertQueued(queued), created: true }
+      if (result.created) {
+        publish(result.run)
+        pumpSoon()
+      }
+      return result
     },
 
     /**
@@ -222,6 +299,7 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
       }
       if (run.state === 'cancelled') {
         publish(run)
+        await settleFailure(run, true)
         return run
       }
       const reason = new RunAbort('cancelled', 'cancelled by request')
@@ -231,11 +309,15 @@ export function createRunner({ sql, runs, jobs, config, log }: RunnerDeps) {
 
     activeIds: () => [...active.keys()],
 
+    /** How many runs this instance has taken and not yet recorded the end of. */
+    executingCount: () => executing.size,
+
     accepting: () => accepting,
 
     /** Stops accepting work, lets running jobs finish for graceMs, then aborts them. */
     async stop(graceMs: number): Promise<void> {
       accepting = false
+      await pumping?.catch(() => {})
       const finished = await settleWithin(inFlight, graceMs)
       if (!finished) {
         for (const controller of active.values()) {

@@ -3,6 +3,7 @@
 import type { Sql } from 'postgres'
 import { Conflict, InvalidInput, NotFound } from '../lib/errors.js'
 import { validateArgs } from './args.js'
+import { type ChainStep, validateChain } from './chains.js'
 import { CronError, type CronSchedule, parseCron } from './cron.js'
 import type { AnyJob, DefaultSchedule } from './job.js'
 
@@ -18,6 +19,8 @@ export interface Schedule {
   enabled: boolean
   overlap: Overlap
   catchUp: CatchUp
+  /** Jobs run after each successful fire (see chains.ts); null: none. */
+  then: ChainStep[] | null
   createdAt: string
   updatedAt: string
 }
@@ -31,6 +34,7 @@ export interface ScheduleInput {
   enabled?: boolean
   overlap?: Overlap
   catchUp?: CatchUp
+  then?: ReadonlyArray<{ job: string; args?: Record<string, unknown> }> | null
 }
 
 export type SchedulePatch = Partial<Omit<ScheduleInput, 'name' | 'job'>>
@@ -88,10 +92,12 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
       const timezone = input.timezone ?? defaultTimezone
       compileCron(input.cron, timezone)
       const args = validateArgs(job.args, input.args ?? {})
+      const then = validateChain(jobs, input.then)
       const rows = await sql<ScheduleRow[]>`
-        insert into schedules (name, job, cron, timezone, args, enabled, overlap, catch_up)
+        insert into schedules (name, job, cron, timezone, args, enabled, overlap, catch_up, "then")
         values (${input.name}, ${job.name}, ${input.cron.trim()}, ${timezone}, ${sql.json(args as never)},
-                ${input.enabled ?? true}, ${input.overlap ?? 'skip'}, ${input.catchUp ?? 'latest'})
+                ${input.enabled ?? true}, ${input.overlap ?? 'skip'}, ${input.catchUp ?? 'latest'},
+                ${then ? sql.json(then as never) : null})
         on conflict (name) do nothing
         returning *`
       if (!rows[0]) throw new Conflict(`schedule "${input.name}" already exists; PATCH it instead`)
@@ -105,10 +111,12 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
       const job = jobOf(current.job)
       compileCron(next.cron, next.timezone)
       const args = validateArgs(job.args, next.args)
+      // `then: null` removes the chain; left out, it is kept (and checked again: a job may be gone).
+      const then = validateChain(jobs, next.then)
       const [row] = await sql<ScheduleRow[]>`
         update schedules set cron = ${next.cron.trim()}, timezone = ${next.timezone},
           args = ${sql.json(args as never)}, enabled = ${next.enabled}, overlap = ${next.overlap},
-          catch_up = ${next.catchUp}, updated_at = now()
+          catch_up = ${next.catchUp}, "then" = ${then ? sql.json(then as never) : null}, updated_at = now()
         where name = ${name}
         returning *`
       if (!row) throw new NotFound(`schedule "${name}" does not exist`)
@@ -133,9 +141,12 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
           const [fresh] = await tx`
             insert into schedule_seeds (name) values (${def.name}) on conflict do nothing returning name`
           if (!fresh) return false
+          // A default chain whose jobs are not all registered here is left out, not an error.
+          const then = def.then?.every((step) => jobs.has(step.job)) ? validateChain(jobs, def.then) : null
           await tx`
-            insert into schedules (name, job, cron, timezone, args)
-            values (${def.name}, ${def.job}, ${def.cron}, ${defaultTimezone}, ${tx.json((def.args ?? {}) as never)})
+            insert into schedules (name, job, cron, timezone, args, "then")
+            values (${def.name}, ${def.job}, ${def.cron}, ${defaultTimezone}, ${tx.json((def.args ?? {}) as never)},
+                    ${then ? tx.json(then as never) : null})
             on conflict (name) do nothing`
           return true
         })

@@ -5,6 +5,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import { type CronTimer, startCron } from './cron.js'
 import type { AnyJob } from './job.js'
+import type { JobSettings } from './job-settings.js'
 import type { FireClaim, RunError, RunStore, RunTrigger } from './run-store.js'
 import type { Runner } from './runner.js'
 import { compileCron, SCHEDULE_CHANNEL, type Schedule, type ScheduleStore } from './schedule-store.js'
@@ -35,6 +36,7 @@ export interface SchedulerDeps {
   schedules: ScheduleStore
   runner: Runner
   jobs: Map<string, AnyJob>
+  settings: JobSettings
   log: FastifyBaseLogger
   /** Safety net for missed notifications and unsettled fires (ms). */
   reconcileIntervalMs?: number
@@ -43,7 +45,7 @@ export interface SchedulerDeps {
 }
 
 export function createScheduler(deps: SchedulerDeps) {
-  const { runs, schedules, runner, jobs, log } = deps
+  const { runs, schedules, runner, jobs, settings, log } = deps
   const clock = deps.clock ?? (() => new Date())
   const entries = new Map<string, Entry>()
   let running = false
@@ -66,8 +68,9 @@ export function createScheduler(deps: SchedulerDeps) {
         schedule: name,
         trigger,
         args: schedule.args,
-        maxAttempts: job.maxAttempts,
+        maxAttempts: settings.limits(job).maxAttempts,
         scheduledFor,
+        then: schedule.then,
       },
       overlap: schedule.overlap,
       skip,
@@ -125,7 +128,7 @@ export function createScheduler(deps: SchedulerDeps) {
               'fire skipped',
             )
         }
-        runner.start(...won.flatMap((claim) => (claim.outcome === 'claimed' ? [claim.run] : [])))
+        if (won.some((claim) => claim.outcome === 'claimed')) runner.pumpSoon()
       } catch (err) {
         for (const item of round) item.reject(err)
       }

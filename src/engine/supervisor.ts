@@ -1,12 +1,12 @@
 // The supervisor keeps runs honest across instances: it heartbeats this process's running runs,
-// takes due queued runs (retries, and runs whose starter died before starting them), fails runs
-// whose instance stopped heartbeating (then retries them), and relays cancel requests made on
-// other instances. Every loop survives errors and database outages and carries on.
+// starts due queued runs (retries, runs waiting for a slot, runs whose starter died before starting
+// them) when another instance says slots may be free and on every poll, fails runs whose instance
+// stopped heartbeating (then retries them), and relays cancel requests made on other instances. Every loop survives errors and database outages and carries on.
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import type { Config } from '../config.js'
 import type { RunStore } from './run-store.js'
-import { CANCEL_CHANNEL, RunAbort, type Runner } from './runner.js'
+import { CANCEL_CHANNEL, QUEUE_CHANNEL, RunAbort, type Runner } from './runner.js'
 
 export interface SupervisorDeps {
   sql: Sql
@@ -16,13 +16,10 @@ export interface SupervisorDeps {
   log: FastifyBaseLogger
 }
 
-/** At most this many runs are taken from the queue per poll, so one instance cannot hog a burst. */
-const CLAIM_BATCH = 20
-
 export function createSupervisor({ sql, runs, runner, config, log }: SupervisorDeps) {
   const timers: NodeJS.Timeout[] = []
   const wakeups = new Set<NodeJS.Timeout>()
-  let unlisten: (() => Promise<void>) | undefined
+  const unlisten: Array<() => Promise<void>> = []
   let polling: Promise<void> | undefined
   let stopped = false
   /**
@@ -58,13 +55,7 @@ export function createSupervisor({ sql, runs, runner, config, log }: SupervisorD
   async function pollOnce(): Promise<void> {
     if (stopped) return
     try {
-      if (runner.accepting()) {
-        for (let i = 0; i < CLAIM_BATCH; i++) {
-          const run = await runs.claimDue(config.instanceId)
-          if (!run) break
-          runner.resume(run)
-        }
-      }
+      await runner.pump()
       reachable()
       if (Date.now() - (reachableSince ?? Date.now()) >= config.runStaleMs) await rescue()
     } catch (err) {
@@ -76,7 +67,7 @@ export function createSupervisor({ sql, runs, runner, config, log }: SupervisorD
     for (const run of await runs.failAbandoned(config.runStaleMs)) {
       log.warn({ runId: run.id, job: run.job, instance: run.instance }, 'abandoned run failed')
       runner.events.emit('run', run)
-      await runner.retryIfAllowed(run)
+      await runner.settleFailure(run, false)
     }
   }
 
@@ -111,10 +102,14 @@ export function createSupervisor({ sql, runs, runner, config, log }: SupervisorD
     async start(): Promise<void> {
       stopped = false
       runner.events.on('run', onRun)
-      const subscription = await sql.listen(CANCEL_CHANNEL, (payload) => {
+      const cancels = await sql.listen(CANCEL_CHANNEL, (payload) => {
         runner.abortLocal(Number(payload), new RunAbort('cancelled', 'cancelled by request'))
       })
-      unlisten = subscription.unlisten
+      // Another instance filled up or is stopping: queued runs may wait for a slot this one has.
+      const queue = await sql.listen(QUEUE_CHANNEL, (from) => {
+        if (from !== config.instanceId) runner.pumpSoon('remote')
+      })
+      unlisten.push(cancels.unlisten, queue.unlisten)
       timers.push(setInterval(() => void heartbeat(), config.runHeartbeatMs))
       timers.push(setInterval(() => void poll(), config.runPollMs))
       for (const timer of timers) timer.unref()
@@ -128,7 +123,7 @@ export function createSupervisor({ sql, runs, runner, config, log }: SupervisorD
       timers.length = 0
       wakeups.clear()
       await polling
-      await unlisten?.().catch(() => {})
+      await Promise.all(unlisten.splice(0).map((stop) => stop().catch(() => {})))
     },
 
     /** Keeps heartbeating while running jobs finish during shutdown. */

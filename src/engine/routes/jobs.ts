@@ -1,11 +1,14 @@
-// Jobs: what can run, with the schedules that run it and its last run; trigger one by hand.
+// Jobs: what can run, with its limits, the schedules that run it and its last run; trigger one by
+// hand (optionally unique, optionally followed by a chain); change its limits.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { errors, JsonObject, Page } from '../../lib/schemas.js'
 import type { AnyJob } from '../job.js'
+import { defaultLimits } from '../job-settings.js'
 import type { Run } from '../run-store.js'
-import { RunRef } from '../schemas/run.js'
+import { JobPatch } from '../schemas/job.js'
+import { RunRef, Then } from '../schemas/run.js'
 
 const JobName = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) })
 
@@ -16,8 +19,8 @@ async function describeJobs(app: FastifyInstance, list: AnyJob[]) {
     name: job.name,
     description: job.description,
     argsSchema: job.args as unknown as Record<string, unknown>,
-    timeoutMs: job.timeoutMs,
-    maxAttempts: job.maxAttempts,
+    ...app.jobSettings.limits(job),
+    defaults: defaultLimits(job),
     schedules: schedules.filter((s) => s.job === job.name).map((s) => s.name),
     lastRun: (lastRuns.get(job.name) ?? null) as Run | null,
   }))
@@ -64,13 +67,37 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'triggerJob',
         summary: 'Run a job now',
         description:
-          "Validates `args` against the job's schema, records a queued run and starts it. Follow it with GET /runs/{id}.",
+          "Validates `args` against the job's schema, records a queued run and starts it as soon as the " +
+          "job's concurrency and the instance's MAX_CONCURRENT_RUNS allow (until then it waits, " +
+          'oldest first, with `waitingFor` saying why). Follow it with GET /runs/{id}. With ' +
+          '`unique: true`, a queued or running run of the job with the same args is returned (200) ' +
+          'instead of adding another.',
         params: JobName,
         body: Type.Object(
-          { args: Type.Optional(JsonObject) },
-          { additionalProperties: false, examples: [{ args: {} }] },
+          {
+            args: Type.Optional(JsonObject),
+            unique: Type.Optional(
+              Type.Boolean({
+                description:
+                  'Answer 200 with the queued or running run of this job with the same args, if there is one.',
+              }),
+            ),
+            then: Type.Optional(Then),
+          },
+          {
+            additionalProperties: false,
+            examples: [
+              { args: {} },
+              { args: { type: 'manual' }, unique: true },
+              { args: { force: true }, then: [{ job: 'template-embed', args: { missing: true } }] },
+            ],
+          },
         ),
-        response: { 202: RunRef, ...errors(400, 403, 404, 409) },
+        response: {
+          200: { ...RunRef, description: 'unique: the run already queued or running' },
+          202: { ...RunRef, description: 'A new run, queued' },
+          ...errors(400, 403, 404, 409),
+        },
       },
       // The body is optional: `curl -X POST …/runs` with none runs the job with default args.
       preValidation: async (request) => {
@@ -78,20 +105,49 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const run = await app.runner.trigger(
-        request.params.name,
-        request.body.args ?? {},
-        'manual',
-        async (job, args) => {
-          const action = job.triggerAction?.(args, app.config)
+      const { args = {}, unique, then } = request.body
+      const { run, created } = await app.runner.trigger(request.params.name, args, {
+        unique,
+        then,
+        authorize: async (job, validArgs) => {
+          const action = job.triggerAction?.(validArgs, app.config)
           if (action) await request.authorize(action)
         },
-      )
+      })
+      if (!created) return reply.code(200).header('location', `/runs/${run.id}`).send(run)
       await request.audit('job.trigger', {
         target: request.params.name,
-        after: { runId: run.id, args: run.args },
+        after: { runId: run.id, args: run.args, ...(run.then ? { then: run.then } : {}) },
       })
       return reply.code(202).header('location', `/runs/${run.id}`).send(run)
+    },
+  )
+
+  app.patch(
+    '/jobs/:name',
+    {
+      schema: {
+        tags: ['jobs'],
+        operationId: 'updateJob',
+        summary: "Change a job's limits (applies on every instance within 2 s)",
+        description:
+          'concurrency (1-100), maxAttempts (1-20) and timeoutMs (1000-86400000); null restores the ' +
+          "job's default. Fields left out keep their value. Runs already queued keep their attempts.",
+        params: JobName,
+        body: JobPatch,
+        response: { 200: Type.Ref('Job'), ...errors(400, 404) },
+      },
+    },
+    async (request, reply) => {
+      const job = app.jobs.get(request.params.name)
+      if (!job) return reply.notFound(`job "${request.params.name}" does not exist`)
+      const before = app.jobSettings.limits(job)
+      const after = await app.jobSettings.update(job, request.body)
+      await request.audit('job.update', { target: job.name, before, after })
+      // A higher limit may let waiting runs start at once.
+      app.runner.pumpSoon()
+      const [described] = await describeJobs(app, [job])
+      return described
     },
   )
 }

@@ -11,6 +11,9 @@ const RunQuery = ListQuery({
   trigger: Type.Optional(RunTrigger),
   since: Type.Optional({ ...Timestamp, description: 'Queued at or after (ISO-8601).' }),
   until: Type.Optional({ ...Timestamp, description: 'Queued before (ISO-8601).' }),
+  parentId: Type.Optional(
+    Type.Integer({ minimum: 1, description: 'Only the chain steps that followed this run.' }),
+  ),
 })
 
 const runs: FastifyPluginAsyncTypebox = async (app) => {
@@ -36,6 +39,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
         filter.trigger,
         filter.since,
         filter.until,
+        filter.parentId,
       ])
       const fresh = /no-cache|no-store|max-age=0/.test(request.headers['cache-control'] ?? '')
       const [page, status] = await app.runPages.get(

@@ -1,5 +1,6 @@
 import { Type } from 'typebox'
 import { JsonObject, Nullable, Timestamp } from '../../lib/schemas.js'
+import { Chain, Then } from './run.js'
 
 export const ScheduleName = Type.String({
   pattern: '^[a-z0-9][a-z0-9_-]{0,62}$',
@@ -38,6 +39,7 @@ export const Schedule = Type.Object(
     enabled: Type.Boolean(),
     overlap: Overlap,
     catchUp: CatchUp,
+    then: Nullable({ ...Chain, description: 'Jobs run after each successful fire of this schedule, in order.' }),
     nextRunAt: Nullable(Timestamp),
     nextRuns: Type.Optional(Type.Array(Timestamp)),
     lastRun: Type.Optional(Nullable(Type.Ref('Run'))),
@@ -62,6 +64,7 @@ export const ScheduleCreate = Type.Object(
     enabled: Type.Optional(Type.Boolean()),
     overlap: Type.Optional(Overlap),
     catchUp: Type.Optional(CatchUp),
+    then: Type.Optional(Then),
   },
   { additionalProperties: false },
 )
@@ -74,6 +77,7 @@ export const SchedulePatch = Type.Object(
     enabled: Type.Optional(Type.Boolean()),
     overlap: Type.Optional(Overlap),
     catchUp: Type.Optional(CatchUp),
+    then: Type.Optional(Nullable({ ...Then, description: 'The chain; null removes it.' })),
   },
   { additionalProperties: false, minProperties: 1 },
 )

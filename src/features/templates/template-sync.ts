@@ -31,7 +31,15 @@ export const templateSync = defineJob({
   ),
   timeoutMs: 10 * 60_000,
   maxAttempts: 1,
-  schedules: [{ name: 'template-sync', cron: '0 2 * * *', args: { force: true } }],
+  // Embeddings follow the templates they are computed from.
+  schedules: [
+    {
+      name: 'template-sync',
+      cron: '0 2 * * *',
+      args: { force: true },
+      then: [{ job: 'template-embed', args: { missing: true } }],
+    },
+  ],
   // Letting a sync empty the table is an admin's call.
   triggerAction: (args) => (args.allowMassDelete === true ? 'templates.mass-delete' : 'templates.sync'),
   async run({ args, sql, signal, config, log }) {

@@ -41,6 +41,7 @@ export const ACCESS: Record<string, Access> = {
   'GET /backups/:id/download': 'operator', // a full copy of the database
   'POST /backups/:id/verify': 'operator',
 
+  'PATCH /jobs/:name': 'admin', // limits apply to every run of the job, scheduled ones included
   'POST /schedules': 'admin',
   'PATCH /schedules/:name': 'admin',
   'DELETE /schedules/:name': 'admin',

@@ -32,6 +32,7 @@ export const AUDIT_ACTIONS = [
   'schedule.update',
   'schedule.delete',
   'job.trigger',
+  'job.update',
   'run.cancel',
   'backup.delete',
   'backup.verify',
