@@ -75,7 +75,13 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Change a job's limits (applies on every instance within 2 s)
+         * @description concurrency (1-100), maxAttempts (1-20) and timeoutMs (1000-86400000); null restores the job's default. Fields left out keep their value. Runs already queued keep their attempts.
+         *
+         *     Requires a token with the **admin** role (or higher).
+         */
+        patch: operations["updateJob"];
         trace?: never;
     };
     "/jobs/{name}/runs": {
@@ -89,7 +95,7 @@ export interface paths {
         put?: never;
         /**
          * Run a job now
-         * @description Validates `args` against the job's schema, records a queued run and starts it. Follow it with GET /runs/{id}.
+         * @description Validates `args` against the job's schema, records a queued run and starts it as soon as the job's concurrency and the instance's MAX_CONCURRENT_RUNS allow (until then it waits, oldest first, with `waitingFor` saying why). Follow it with GET /runs/{id}. With `unique: true`, a queued or running run of the job with the same args is returned (200) instead of adding another.
          *
          *     Requires a token with the **operator** role (or higher).
          */
@@ -602,7 +608,7 @@ export interface components {
             job: string;
             schedule: string | null;
             /** @enum {unknown} */
-            trigger: "schedule" | "manual" | "retry" | "catch-up";
+            trigger: "schedule" | "manual" | "retry" | "catch-up" | "chain";
             /** @enum {unknown} */
             state: "queued" | "running" | "succeeded" | "failed" | "cancelled" | "skipped";
             attempt: number;
@@ -620,11 +626,19 @@ export interface components {
             durationMs: number | null;
             result: unknown;
             error: {
-                /** @description timeout, cancelled, interrupted, abandoned, overlap, error, … */
+                /** @description timeout, cancelled, interrupted, abandoned, overlap, missed, chain_stopped, error, … */
                 code: string;
                 message: string;
             } | null;
             instance: string | null;
+            waitingFor: ("job concurrency" | "instance capacity") | null;
+            parentId: number | null;
+            then: {
+                job: string;
+                args: {
+                    [key: string]: unknown;
+                };
+            }[] | null;
         };
         Schedule: {
             /** @description Lower-case letters, digits, - and _ (at most 63). */
@@ -646,6 +660,12 @@ export interface components {
              * @enum {unknown}
              */
             catchUp: "none" | "latest";
+            then: {
+                job: string;
+                args: {
+                    [key: string]: unknown;
+                };
+            }[] | null;
             nextRunAt: string | null;
             nextRuns?: string[];
             lastRun?: components["schemas"]["Run"] | null;
@@ -663,8 +683,21 @@ export interface components {
             argsSchema: {
                 [key: string]: unknown;
             };
-            timeoutMs: number;
+            /** @description How many runs of the job may run at once, across every instance. */
+            concurrency: number;
+            /** @description Attempts a run gets (the first included) before it fails for good. */
             maxAttempts: number;
+            /** @description A run taking longer is aborted and fails with code timeout. */
+            timeoutMs: number;
+            /** @description The job's own limits, in force where no override is set. */
+            defaults: {
+                /** @description How many runs of the job may run at once, across every instance. */
+                concurrency: number;
+                /** @description Attempts a run gets (the first included) before it fails for good. */
+                maxAttempts: number;
+                /** @description A run taking longer is aborted and fails with code timeout. */
+                timeoutMs: number;
+            };
             /** @description Names of the schedules that run this job. */
             schedules: string[];
             lastRun: components["schemas"]["Run"] | null;
@@ -929,7 +962,7 @@ export interface components {
             /** @description The name of the token that made the request. */
             actor: string;
             /** @enum {unknown} */
-            action: "schedule.create" | "schedule.update" | "schedule.delete" | "job.trigger" | "run.cancel" | "backup.delete" | "backup.verify" | "token.create" | "token.revoke" | "access.denied";
+            action: "schedule.create" | "schedule.update" | "schedule.delete" | "job.trigger" | "job.update" | "run.cancel" | "backup.delete" | "backup.verify" | "token.create" | "token.revoke" | "access.denied";
             target: string | null;
             before: unknown;
             after: unknown;
@@ -1120,6 +1153,81 @@ export interface operations {
             };
         };
     };
+    updateJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    concurrency?: number | null;
+                    maxAttempts?: number | null;
+                    timeoutMs?: number | null;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Fastify error reply */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Fastify error reply */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Fastify error reply */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Fastify error reply */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Fastify error reply */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     triggerJob: {
         parameters: {
             query?: never;
@@ -1131,20 +1239,43 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "args": {}
-                 *     }
-                 */
                 "application/json": {
                     args?: {
                         [key: string]: unknown;
                     };
+                    /** @description Answer 200 with the queued or running run of this job with the same args, if there is one. */
+                    unique?: boolean;
+                    /**
+                     * @description Jobs to run after this one succeeds (after its retries), in order: each step is queued as a run with trigger "chain" when the one before it succeeds. A failure or cancel stops the chain; the steps not run are recorded as skipped (chain_stopped). 1-10 steps; args are validated when saved.
+                     * @example [
+                     *       {
+                     *         "job": "template-embed",
+                     *         "args": {
+                     *           "missing": true
+                     *         }
+                     *       }
+                     *     ]
+                     */
+                    then?: {
+                        job: string;
+                        args?: {
+                            [key: string]: unknown;
+                        };
+                    }[];
                 };
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description unique: the run already queued or running */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Run"];
+                };
+            };
+            /** @description A new run, queued */
             202: {
                 headers: {
                     [name: string]: unknown;
@@ -1215,11 +1346,13 @@ export interface operations {
                 job?: string;
                 schedule?: string;
                 state?: "queued" | "running" | "succeeded" | "failed" | "cancelled" | "skipped";
-                trigger?: "schedule" | "manual" | "retry" | "catch-up";
+                trigger?: "schedule" | "manual" | "retry" | "catch-up" | "chain";
                 /** @description Queued at or after (ISO-8601). */
                 since?: string;
                 /** @description Queued before (ISO-8601). */
                 until?: string;
+                /** @description Only the chain steps that followed this run. */
+                parentId?: number;
                 /** @description Page size (1-500). */
                 limit?: number;
                 /** @description nextCursor of the previous page. */
@@ -1523,6 +1656,23 @@ export interface operations {
                      * @enum {unknown}
                      */
                     catchUp?: "none" | "latest";
+                    /**
+                     * @description Jobs to run after this one succeeds (after its retries), in order: each step is queued as a run with trigger "chain" when the one before it succeeds. A failure or cancel stops the chain; the steps not run are recorded as skipped (chain_stopped). 1-10 steps; args are validated when saved.
+                     * @example [
+                     *       {
+                     *         "job": "template-embed",
+                     *         "args": {
+                     *           "missing": true
+                     *         }
+                     *       }
+                     *     ]
+                     */
+                    then?: {
+                        job: string;
+                        args?: {
+                            [key: string]: unknown;
+                        };
+                    }[];
                 };
             };
         };
@@ -1835,6 +1985,12 @@ export interface operations {
                      * @enum {unknown}
                      */
                     catchUp?: "none" | "latest";
+                    then?: {
+                        job: string;
+                        args?: {
+                            [key: string]: unknown;
+                        };
+                    }[] | null;
                 };
             };
         };
@@ -3110,7 +3266,7 @@ export interface operations {
         parameters: {
             query?: {
                 actor?: string;
-                action?: "schedule.create" | "schedule.update" | "schedule.delete" | "job.trigger" | "run.cancel" | "backup.delete" | "backup.verify" | "token.create" | "token.revoke" | "access.denied";
+                action?: "schedule.create" | "schedule.update" | "schedule.delete" | "job.trigger" | "job.update" | "run.cancel" | "backup.delete" | "backup.verify" | "token.create" | "token.revoke" | "access.denied";
                 target?: string;
                 /** @description At or after (ISO-8601). */
                 since?: string;

@@ -252,17 +252,23 @@ export function createRunStore(sql: Sql) {
      * advisory lock that every instance takes in the same order, so two instances can never both
      * fill a job's last slot. Due runs left queued are marked with what they wait for.
      * `concurrency` maps every job this instance runs to its limit; runs of other jobs are left to
-     * an instance that has them.
+     * an instance that has them. `waiting`: how many due runs are still queued after this claim.
      */
-    async claimQueued(instance: string, capacity: number, concurrency: Map<string, number>): Promise<Run[]> {
+    async claimQueued(
+      instance: string,
+      capacity: number,
+      concurrency: Map<string, number>,
+    ): Promise<{ started: Run[]; waiting: number }> {
       const known = [...concurrency.keys()]
       // Usually nothing waits: one indexed statement, and no transaction.
-      const waiting = await sql<{ job: string }[]>`
-        select distinct job from job_runs
-        where state = 'queued' and coalesce(run_after, queued_at) <= now() and job = any(${known}::text[])`
-      if (waiting.length === 0) return []
-      const names = waiting.map((w) => w.job).sort()
-      return await sql.begin('isolation level read committed', async (tx) => {
+      const due = await sql<{ job: string; n: number }[]>`
+        select job, count(*)::int as n from job_runs
+        where state = 'queued' and coalesce(run_after, queued_at) <= now() and job = any(${known}::text[])
+        group by job`
+      if (due.length === 0) return { started: [], waiting: 0 }
+      const names = due.map((w) => w.job).sort()
+      const total = due.reduce((sum, w) => sum + w.n, 0)
+      const started = await sql.begin('isolation level read committed', async (tx) => {
         await tx`select set_config('lock_timeout', ${CLAIM_LOCK_TIMEOUT}, true)`
         await tx`
           select count(pg_advisory_xact_lock(hashtext('steward.job'), k))
@@ -303,6 +309,7 @@ export function createRunStore(sql: Sql) {
           returning ${columns}`
         return rows.map(toRun).sort((a, b) => a.id - b.id)
       })
+      return { started, waiting: Math.max(0, total - started.length) }
     },
 
     /**

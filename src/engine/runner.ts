@@ -109,12 +109,19 @@ export function createRunner({ sql, runs, jobs, settings, config, log }: RunnerD
           tellOthers = false
           if (!accepting) return
           const free = config.maxConcurrentRuns - executing.size
-          const claimed = free > 0 ? await runs.claimQueued(config.instanceId, free, settings.concurrencies()) : []
-          for (const run of claimed) {
+          // Full, it still looks: the runs left waiting are marked with what they wait for.
+          const { started, waiting } = await runs.claimQueued(
+            config.instanceId,
+            Math.max(0, free),
+            settings.concurrencies(),
+          )
+          for (const run of started) {
             executing.add(run.id)
             launch(() => execute(run), run)
           }
-          if (notify && claimed.length >= free) await sql`select pg_notify(${QUEUE_CHANNEL}, ${config.instanceId})`
+          // Full, with runs left waiting: another instance may have room for them.
+          if (notify && waiting > 0 && started.length >= free)
+            await sql`select pg_notify(${QUEUE_CHANNEL}, ${config.instanceId})`
         } while (pumpAgain)
       } finally {
         pumping = undefined
@@ -275,8 +282,16 @@ export function createRunner({ sql, runs, jobs, settings, config, log }: RunnerD
       await authorize?.(job, args)
       for (const step of chain ?? []) await authorize?.(jobOf(step.job), step.args)
       if (!accepting) throw new Conflict('the server is shutting down; trigger the job on another instance')
-      const queued = { job: job.name, trigger, args, maxAttempts: settings.limits(job).maxAttempts, then: chain }
-      const result = unique ? await runs.insertUnique(queued) : { run: await runs.insertQueued(queued), created: true }
+      const queued = {
+        job: job.name,
+        trigger,
+        args,
+        maxAttempts: settings.limits(job).maxAttempts,
+        then: chain,
+      }
+      const result = unique
+        ? await runs.insertUnique(queued)
+        : { run: await runs.insertQueued(queued), created: true }
       if (result.created) {
         publish(result.run)
         pumpSoon()

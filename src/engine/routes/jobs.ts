@@ -3,9 +3,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
+import { InvalidInput } from '../../lib/errors.js'
 import { errors, JsonObject, Page } from '../../lib/schemas.js'
 import type { AnyJob } from '../job.js'
-import { defaultLimits } from '../job-settings.js'
+import { defaultLimits, LIMIT_BOUNDS } from '../job-settings.js'
 import type { Run } from '../run-store.js'
 import { JobPatch } from '../schemas/job.js'
 import { RunRef, Then } from '../schemas/run.js'
@@ -136,6 +137,19 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         params: JobName,
         body: JobPatch,
         response: { 200: Type.Ref('Job'), ...errors(400, 404) },
+      },
+      // Ajv's type coercion would read 0, false or "" as null (restore the default): refuse them first.
+      preValidation: async (request) => {
+        const body = (request.body ?? {}) as Record<string, unknown>
+        for (const [key, { min, max }] of Object.entries(LIMIT_BOUNDS)) {
+          const value = body[key]
+          if (value === undefined || value === null) continue
+          if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+            throw new InvalidInput(
+              `body.${key} must be an integer from ${min} to ${max}, or null for the job's default (got ${JSON.stringify(value)})`,
+            )
+          }
+        }
       },
     },
     async (request, reply) => {

@@ -65,7 +65,9 @@ export const Run = Type.Object(
     error: Nullable(RunError),
     instance: Nullable(Type.String({ description: 'The Steward process that ran it.' })),
     waitingFor: Nullable(WaitingFor),
-    parentId: Nullable(Type.Integer({ description: 'The run whose success (or stop) led to this chain step.' })),
+    parentId: Nullable(
+      Type.Integer({ description: 'The run whose success (or stop) led to this chain step.' }),
+    ),
     then: Nullable({ ...Chain, description: 'The chain steps still to come after this run.' }),
   },
   { $id: 'Run' },

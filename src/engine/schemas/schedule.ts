@@ -39,7 +39,10 @@ export const Schedule = Type.Object(
     enabled: Type.Boolean(),
     overlap: Overlap,
     catchUp: CatchUp,
-    then: Nullable({ ...Chain, description: 'Jobs run after each successful fire of this schedule, in order.' }),
+    then: Nullable({
+      ...Chain,
+      description: 'Jobs run after each successful fire of this schedule, in order.',
+    }),
     nextRunAt: Nullable(Timestamp),
     nextRuns: Type.Optional(Type.Array(Timestamp)),
     lastRun: Type.Optional(Nullable(Type.Ref('Run'))),
