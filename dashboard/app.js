@@ -1,4 +1,4 @@
-// Steward's status dashboard: schedules, runs and backups, over the public API with the operator's
+// Steward's status dashboard: schedules, jobs, runs and backups, over the public API with the operator's
 // token (kept in sessionStorage). Live run updates come from GET /events (Server-Sent Events, read
 // with fetch so the token can go in a header), with polling when the stream is unavailable.
 // Everything the API returns is put in the page as text, never as HTML.
@@ -19,6 +19,7 @@ const state = {
   live: null,
   editing: null,
   running: null,
+  limiting: null,
 }
 
 const $ = (selector) => document.querySelector(selector)
@@ -54,8 +55,8 @@ class ApiError extends Error {
   }
 }
 
-/** Calls the API with the token; 4xx/5xx become ApiError with the API's own message. */
-async function api(path, { method = 'GET', body } = {}) {
+/** Calls the API with the token: {status, data}; 4xx/5xx become ApiError with the API's own message. */
+async function request(path, { method = 'GET', body } = {}) {
   const headers = { authorization: `Bearer ${state.token}` }
   if (body !== undefined) headers['content-type'] = 'application/json'
   const res = await fetch(path, {
@@ -64,7 +65,7 @@ async function api(path, { method = 'GET', body } = {}) {
     body: body === undefined ? undefined : JSON.stringify(body),
   })
   const data = res.headers.get('content-type')?.includes('application/json') ? await res.json() : null
-  if (res.ok) return data
+  if (res.ok) return { status: res.status, data }
   const message = data?.message ?? res.statusText
   if (res.status === 401) {
     setStatus(`The token was refused (${message}). Enter a valid token.`, true)
@@ -74,6 +75,9 @@ async function api(path, { method = 'GET', body } = {}) {
   }
   throw new ApiError(res.status, message)
 }
+
+/** request(), for the data alone. */
+const api = async (path, options) => (await request(path, options)).data
 
 /** Runs an action, reporting failures in the status line (401/403 already are). */
 async function attempt(action) {
@@ -97,6 +101,18 @@ function duration(ms) {
   const s = ms / 1000
   if (s < 60) return `${s.toFixed(1)} s`
   return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`
+}
+
+/** A configured duration, in its own round unit when it has one (2 h, 30 min, 10 s). */
+function roundDuration(ms) {
+  for (const [unit, size] of [
+    ['h', 3_600_000],
+    ['min', 60_000],
+    ['s', 1000],
+  ]) {
+    if (ms >= size && ms % size === 0) return `${ms / size} ${unit}`
+  }
+  return duration(ms)
 }
 
 function relative(ms) {
@@ -130,6 +146,42 @@ function describeCron(cron) {
 }
 
 const stateBadge = (value) => h('span', { class: `state state-${value}` }, value)
+
+/** A chain on one line: `template-embed {"missing":true} → other-job`. */
+const chainText = (steps) =>
+  steps
+    .map((step) =>
+      Object.keys(step.args ?? {}).length ? `${step.job} ${JSON.stringify(step.args)}` : step.job,
+    )
+    .join(' → ')
+
+/** An error code for people: chain_stopped → "chain stopped". */
+const errorCode = (code) => code.replaceAll('_', ' ')
+
+/** A small link to the run whose success (or stop) led to this chain step. */
+const afterLink = (parentId) =>
+  h('button', { type: 'button', class: 'after', onclick: () => showRun(parentId) }, `after #${parentId}`)
+
+/** The last run of a schedule or a job: its state (a link to its details) and duration. */
+function lastRunCell(last) {
+  return h(
+    'td',
+    {},
+    last
+      ? h(
+          'button',
+          {
+            type: 'button',
+            class: 'link',
+            onclick: () => showRun(last.id),
+            'aria-label': `Run ${last.id} details`,
+          },
+          stateBadge(last.state),
+        )
+      : '—',
+    last ? h('span', { class: 'sub' }, duration(last.durationMs)) : null,
+  )
+}
 
 // ---- token and identity
 
@@ -170,6 +222,54 @@ async function loadJobs() {
   const current = select.value
   select.replaceChildren(h('option', { value: '' }, 'any'), ...items.map((job) => h('option', {}, job.name)))
   select.value = current
+  renderJobs()
+}
+
+/** A limit in force, marked (with the default beside it) when an admin has overridden it. */
+function limitCell(job, key, format = String) {
+  const fallback = job.defaults?.[key]
+  const overridden = fallback !== undefined && job[key] !== fallback
+  return h(
+    'td',
+    overridden ? { class: 'overridden', title: `Overridden; the job's default is ${format(fallback)}` } : {},
+    format(job[key]),
+    overridden ? h('span', { class: 'sub' }, `default ${format(fallback)}`) : null,
+  )
+}
+
+function renderJobs() {
+  const rows = [...state.jobs.values()].map((job) =>
+    h(
+      'tr',
+      { 'data-job': job.name },
+      h(
+        'td',
+        { class: 'wrap' },
+        h('strong', {}, job.name),
+        h('span', { class: 'sub description', title: job.description }, job.description),
+      ),
+      limitCell(job, 'concurrency'),
+      limitCell(job, 'maxAttempts'),
+      limitCell(job, 'timeoutMs', roundDuration),
+      h('td', { class: 'wrap' }, job.schedules?.length ? job.schedules.join(', ') : '—'),
+      lastRunCell(job.lastRun),
+      h(
+        'td',
+        {},
+        h(
+          'div',
+          { class: 'actions' },
+          can('operator')
+            ? h('button', { type: 'button', onclick: () => openRunDialog(job.name) }, 'Run now')
+            : null,
+          can('admin')
+            ? h('button', { type: 'button', onclick: () => openLimitsDialog(job) }, 'Limits')
+            : null,
+        ),
+      ),
+    ),
+  )
+  $('#jobs tbody').replaceChildren(...rows)
 }
 
 async function loadSchedules() {
@@ -180,7 +280,6 @@ async function loadSchedules() {
 
 function renderSchedules() {
   const rows = state.schedules.map((s) => {
-    const last = s.lastRun
     const enabled = h('input', {
       type: 'checkbox',
       role: 'switch',
@@ -193,7 +292,7 @@ function renderSchedules() {
       'tr',
       { 'data-schedule': s.name },
       h('td', {}, h('strong', {}, s.name)),
-      h('td', {}, s.job),
+      h('td', {}, s.job, s.then ? h('span', { class: 'sub chain' }, `then → ${chainText(s.then)}`) : null),
       h(
         'td',
         { class: 'wrap' },
@@ -213,23 +312,7 @@ function renderSchedules() {
             )
           : null,
       ),
-      h(
-        'td',
-        {},
-        last
-          ? h(
-              'button',
-              {
-                type: 'button',
-                class: 'link',
-                onclick: () => showRun(last.id),
-                'aria-label': `Run ${last.id} details`,
-              },
-              stateBadge(last.state),
-            )
-          : '—',
-        last ? h('span', { class: 'sub' }, duration(last.durationMs)) : null,
-      ),
+      lastRunCell(s.lastRun),
       h('td', {}, s.health ? h('span', { class: `health health-${s.health}` }, s.health) : '—'),
       h('td', {}, enabled),
       h(
@@ -239,7 +322,7 @@ function renderSchedules() {
           'div',
           { class: 'actions' },
           can('operator')
-            ? h('button', { type: 'button', onclick: () => openRunDialog(s.job, s.args) }, 'Run now')
+            ? h('button', { type: 'button', onclick: () => openRunDialog(s.job, s.args, s.then) }, 'Run now')
             : null,
           can('admin') ? h('button', { type: 'button', onclick: () => openEditDialog(s) }, 'Edit') : null,
         ),
@@ -259,7 +342,8 @@ async function setEnabled(schedule, enabled) {
 
 // ---- run now
 
-function openRunDialog(jobName, args = {}) {
+/** Run a job now; from a schedule, with the schedule's arguments and chain filled in. */
+function openRunDialog(jobName, args = {}, then = null) {
   const job = state.jobs.get(jobName)
   state.running = jobName
   $('#run-dialog-title').textContent = `Run ${jobName} now`
@@ -268,6 +352,8 @@ function openRunDialog(jobName, args = {}) {
     ? `Arguments: ${props.map(([name, p]) => `${name}${p.type ? ` (${p.type})` : ''}`).join(', ')}`
     : 'This job takes no arguments.'
   $('#run-args').value = JSON.stringify(args ?? {}, null, 2)
+  $('#run-then').value = then ? JSON.stringify(then, null, 2) : ''
+  $('#run-unique').checked = false
   $('#run-error').textContent = ''
   $('#run-dialog').showModal()
   $('#run-args').focus()
@@ -282,16 +368,82 @@ async function submitRun(event) {
     $('#run-error').textContent = `The arguments are not JSON: ${err.message}`
     return
   }
+  let chain
+  const text = $('#run-then').value.trim()
+  if (text) {
+    try {
+      chain = JSON.parse(text)
+    } catch (err) {
+      $('#run-error').textContent = `The chain (Then) is not JSON: ${err.message}`
+      return
+    }
+    if (!Array.isArray(chain)) {
+      $('#run-error').textContent = 'The chain (Then) must be a list of steps: [{"job": "…", "args": {…}}]'
+      return
+    }
+  }
+  // Undefined fields are left out of the JSON; an empty chain is no chain.
+  const body = {
+    args,
+    then: chain?.length ? chain : undefined,
+    unique: $('#run-unique').checked || undefined,
+  }
   try {
-    const run = await api(`/jobs/${encodeURIComponent(state.running)}/runs`, {
+    const { status, data: run } = await request(`/jobs/${encodeURIComponent(state.running)}/runs`, {
       method: 'POST',
-      body: { args },
+      body,
     })
     $('#run-dialog').close()
-    setStatus(`Run ${run.id} of ${run.job} queued.`)
+    const next = run.then ? `, then ${chainText(run.then)}` : ''
+    setStatus(
+      status === 200
+        ? `Run ${run.id} of ${run.job} is already ${run.state}; no new run was added.`
+        : `Run ${run.id} of ${run.job} queued${next}.`,
+    )
     upsertRun(run)
   } catch (err) {
     $('#run-error').textContent = err.message
+  }
+}
+
+// ---- job limits (admin)
+
+const LIMIT_INPUTS = {
+  concurrency: '#limits-concurrency',
+  maxAttempts: '#limits-max-attempts',
+  timeoutMs: '#limits-timeout',
+}
+
+function openLimitsDialog(job) {
+  state.limiting = job.name
+  $('#limits-dialog-title').textContent = `Limits of ${job.name}`
+  for (const [key, selector] of Object.entries(LIMIT_INPUTS)) {
+    const input = $(selector)
+    input.value = job[key] === job.defaults[key] ? '' : String(job[key])
+    input.placeholder = String(job.defaults[key])
+  }
+  $('#limits-error').textContent = ''
+  $('#limits-dialog').showModal()
+}
+
+async function submitLimits(event) {
+  event.preventDefault()
+  const body = {}
+  for (const [key, selector] of Object.entries(LIMIT_INPUTS)) {
+    const input = $(selector)
+    if (input.validity.badInput) {
+      $('#limits-error').textContent = `${input.labels[0].textContent} is not a number.`
+      return
+    }
+    body[key] = input.value === '' ? null : Number(input.value) // empty: back to the default
+  }
+  try {
+    await api(`/jobs/${encodeURIComponent(state.limiting)}`, { method: 'PATCH', body })
+    $('#limits-dialog').close()
+    setStatus(`Limits of ${state.limiting} saved.`)
+    await loadJobs()
+  } catch (err) {
+    $('#limits-error').textContent = err.message
   }
 }
 
@@ -407,13 +559,28 @@ function renderRuns() {
         {},
         h('button', { type: 'button', class: 'link', onclick: () => showRun(run.id) }, `#${run.id}`),
       ),
-      h('td', {}, run.job, run.schedule ? h('span', { class: 'sub' }, run.schedule) : null),
-      h('td', {}, stateBadge(run.state), run.error ? h('span', { class: 'sub' }, run.error.code) : null),
+      h(
+        'td',
+        {},
+        run.job,
+        run.schedule ? h('span', { class: 'sub' }, run.schedule) : null,
+        run.then ? h('span', { class: 'sub chain' }, `then → ${chainText(run.then)}`) : null,
+      ),
+      h(
+        'td',
+        {},
+        stateBadge(run.state),
+        run.state === 'queued' && run.waitingFor
+          ? h('span', { class: 'waiting' }, ` · waiting for ${run.waitingFor}`)
+          : null,
+        run.error ? h('span', { class: 'sub', title: run.error.message }, errorCode(run.error.code)) : null,
+      ),
       h(
         'td',
         {},
         run.trigger,
         run.attempt > 1 ? h('span', { class: 'sub' }, `attempt ${run.attempt}`) : null,
+        run.parentId ? afterLink(run.parentId) : null,
       ),
       h('td', {}, time(run.queuedAt)),
       h('td', {}, duration(run.durationMs)),
@@ -441,12 +608,30 @@ async function cancelRun(id) {
 async function showRun(id) {
   const run = await attempt(() => api(`/runs/${id}`))
   if (!run) return
+  // The chain steps that followed it (queued, run or skipped); the details show without them on failure.
+  const children = await api(`/runs?parentId=${id}&limit=10`).then(
+    (page) => page.items,
+    () => [],
+  )
   const json = (value) => h('pre', {}, JSON.stringify(value, null, 2))
+  const runLink = (child) =>
+    h(
+      'button',
+      { type: 'button', class: 'after', onclick: () => showRun(child.id) },
+      `#${child.id} ${child.job} (${child.state})`,
+    )
   const fields = [
     ['Job', run.job],
     ['Schedule', run.schedule ?? '—'],
-    ['State', stateBadge(run.state)],
-    ['Trigger', run.trigger],
+    [
+      'State',
+      run.state === 'queued' && run.waitingFor
+        ? [stateBadge(run.state), ` · waiting for ${run.waitingFor}`]
+        : stateBadge(run.state),
+    ],
+    ['Trigger', run.parentId ? [run.trigger, ' ', afterLink(run.parentId)] : run.trigger],
+    ['Then', run.then ? chainText(run.then) : '—'],
+    ['Followed by', children.length ? children.map(runLink) : '—'],
     ['Attempt', `${run.attempt} of ${run.maxAttempts}${run.retryOf ? ` (retry of #${run.retryOf})` : ''}`],
     ['Instance', run.instance ?? '—'],
     ['Scheduled for', time(run.scheduledFor)],
@@ -460,7 +645,8 @@ async function showRun(id) {
   ]
   $('#detail-title').textContent = `Run #${run.id}`
   $('#detail').replaceChildren(...fields.flatMap(([name, value]) => [h('dt', {}, name), h('dd', {}, value)]))
-  $('#detail-dialog').showModal()
+  // A link inside the dialog shows another run in the same dialog.
+  if (!$('#detail-dialog').open) $('#detail-dialog').showModal()
 }
 
 // ---- live updates
@@ -539,6 +725,7 @@ function refreshSoon() {
   clearTimeout(refreshTimer)
   refreshTimer = setTimeout(() => {
     void attempt(loadSchedules)
+    void attempt(loadJobs)
     void attempt(loadBackups)
   }, 500)
 }
@@ -647,6 +834,7 @@ function wire() {
   })
   $('#forget').addEventListener('click', signOut)
   $('#refresh-schedules').addEventListener('click', () => attempt(loadSchedules))
+  $('#refresh-jobs').addEventListener('click', () => attempt(loadJobs))
   $('#refresh-backups').addEventListener('click', () => attempt(() => loadBackups()))
   $('#more-runs').addEventListener('click', () => attempt(moreRuns))
   $('#more-backups').addEventListener('click', () => attempt(() => loadBackups(true)))
@@ -665,6 +853,7 @@ function wire() {
   })
   $('#run-form').addEventListener('submit', submitRun)
   $('#edit-form').addEventListener('submit', submitEdit)
+  $('#limits-form').addEventListener('submit', submitLimits)
   $('#edit-cron').addEventListener('input', schedulePreview)
   $('#edit-timezone').addEventListener('input', schedulePreview)
   for (const button of document.querySelectorAll('dialog .close')) {

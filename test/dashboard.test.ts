@@ -1,6 +1,7 @@
 // The status dashboard in headless Chromium, against a real server on a real port: sign in with a
 // token, run a job and watch it finish without reloading, see the API's message for a bad cron,
-// disable a schedule, cancel a running run; roles decide the buttons; no console errors.
+// disable a schedule, cancel a running run; chains (on schedules, from Run now, stopped by a
+// failure), runs waiting for a slot, job limits; roles decide the buttons; no console errors.
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
@@ -20,6 +21,7 @@ async function signIn(page: Page, base: string, token: string) {
 
 const scheduleRow = (page: Page, name: string) => page.locator(`#schedules tr[data-schedule="${name}"]`)
 const runRow = (page: Page, id: number) => page.locator(`#runs tr[data-run="${id}"]`)
+const jobRow = (page: Page, name: string) => page.locator(`#jobs tr[data-job="${name}"]`)
 
 async function newestRunId(app: FastifyInstance, job: string): Promise<number> {
   return await eventually(async () => (await app.inject(`/runs?job=${job}&limit=1`)).json().items[0]?.id)
@@ -117,6 +119,116 @@ t.test('the dashboard, end to end', async (t) => {
     await dialog.getByRole('button', { name: 'Close' }).click()
   })
 
+  t.test('a schedule shows its chain', async (t) => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/schedules',
+      payload: {
+        name: 'nightly-nap',
+        job: 'sleeper',
+        cron: '0 3 * * *',
+        args: { ms: 0 },
+        then: [{ job: 'cache-clear', args: { all: true } }],
+      },
+    })
+    t.equal(res.statusCode, 201, res.body)
+    await page.locator('#refresh-schedules').click()
+    await scheduleRow(page, 'nightly-nap').waitFor()
+    t.match(await scheduleRow(page, 'nightly-nap').textContent(), 'then → cache-clear {"all":true}')
+  })
+
+  t.test('Run now with a chain: bad JSON and unknown jobs are explained, a good chain is sent', async (t) => {
+    await jobRow(page, 'sleeper').getByRole('button', { name: 'Run now' }).click()
+    const dialog = page.getByRole('dialog')
+    await page.getByLabel('Arguments (JSON)').fill('{"ms": 0}')
+    const chain = page.getByLabel('Then (JSON, optional)')
+    const alert = page.locator('#run-error')
+
+    await chain.fill('[{"job": ')
+    await dialog.getByRole('button', { name: 'Run' }).click()
+    await alert.filter({ hasText: 'The chain (Then) is not JSON' }).waitFor()
+
+    await chain.fill('[{"job": "no-such-job"}]')
+    await dialog.getByRole('button', { name: 'Run' }).click()
+    await alert.filter({ hasText: 'no-such-job' }).waitFor()
+    t.match(await alert.textContent(), /then\[0\]\.job "no-such-job" does not exist/, "the API's message")
+
+    const before = await newestRunId(app, 'sleeper')
+    await chain.fill('[{"job": "cache-clear", "args": {"all": true}}]')
+    await page.getByLabel(/Unique/).check()
+    await dialog.getByRole('button', { name: 'Run' }).click()
+    await page.locator('#run-dialog').waitFor({ state: 'hidden' })
+    const run = await eventually(async () => {
+      const newest = (await app.inject('/runs?job=sleeper&limit=1')).json().items[0]
+      return newest && newest.id !== before ? newest : undefined
+    })
+    t.same(run.then, [{ job: 'cache-clear', args: { all: true } }], 'the run carries the chain')
+    t.same(run.args, { ms: 0 })
+
+    // The step that follows it says which run it came after.
+    const child = await eventually(async () => (await app.inject(`/runs?parentId=${run.id}`)).json().items[0])
+    t.equal(child.job, 'cache-clear')
+    t.equal(child.trigger, 'chain')
+    await runRow(page, child.id)
+      .filter({ hasText: `after #${run.id}` })
+      .waitFor()
+  })
+
+  t.test('a queued run waiting for a slot says what it waits for', async (t) => {
+    const trigger = async (args: Record<string, unknown>) =>
+      (await app.inject({ method: 'POST', url: '/jobs/sleeper/runs', payload: { args } })).json()
+    const holder = await trigger({ ms: 20_000, label: 'holds the only slot' })
+    await runRow(page, holder.id).locator('.state-running').waitFor({ timeout: 10_000 })
+    const waiting = await trigger({ ms: 0, label: 'waits' })
+    const row = runRow(page, waiting.id)
+    await row.filter({ hasText: 'waiting for job concurrency' }).waitFor({ timeout: 10_000 })
+    t.match(await row.locator('td').nth(2).textContent(), 'queued · waiting for job concurrency')
+    t.equal((await app.inject(`/runs/${waiting.id}`)).json().waitingFor, 'job concurrency')
+
+    // Once it runs, the reason goes.
+    await app.inject({ method: 'POST', url: `/runs/${holder.id}/cancel` })
+    await row.locator('.state-succeeded').waitFor({ timeout: 10_000 })
+    t.notMatch(await row.textContent(), 'waiting for')
+  })
+
+  t.test('a chain stopped by a failure is shown as skipped, after the run that failed', async (t) => {
+    const failed = (
+      await app.inject({
+        method: 'POST',
+        url: '/jobs/boom/runs',
+        payload: { then: [{ job: 'cache-clear' }] },
+      })
+    ).json()
+    const skipped = await eventually(
+      async () => (await app.inject(`/runs?parentId=${failed.id}`)).json().items[0],
+    )
+    const row = runRow(page, skipped.id)
+    await row.locator('.state-skipped').waitFor({ timeout: 10_000 })
+    t.match(await row.textContent(), /chain stopped/)
+    t.match(await row.textContent(), `after #${failed.id}`)
+    await row.getByRole('button', { name: `after #${failed.id}` }).click()
+    const dialog = page.getByRole('dialog')
+    await dialog.getByRole('heading', { name: `Run #${failed.id}`, exact: true }).waitFor()
+    t.match(await dialog.textContent(), `#${skipped.id} cache-clear (skipped)`, 'the parent lists its step')
+    await dialog.getByRole('button', { name: 'Close' }).click()
+  })
+
+  t.test("an admin changes a job's limits; overridden ones are marked", async (t) => {
+    await jobRow(page, 'stuck').getByRole('button', { name: 'Limits' }).click()
+    await page.getByLabel('Concurrency').fill('2')
+    await page.getByRole('dialog').getByRole('button', { name: 'Save' }).click()
+    const cell = jobRow(page, 'stuck').locator('td.overridden')
+    await cell.filter({ hasText: 'default 1' }).waitFor()
+    t.equal((await app.inject('/jobs/stuck')).json().concurrency, 2)
+
+    await jobRow(page, 'stuck').getByRole('button', { name: 'Limits' }).click()
+    t.equal(await page.getByLabel('Concurrency').inputValue(), '2', 'the override is filled in')
+    await page.getByLabel('Concurrency').fill('') // empty: back to the default
+    await page.getByRole('dialog').getByRole('button', { name: 'Save' }).click()
+    await cell.waitFor({ state: 'detached' })
+    t.equal((await app.inject('/jobs/stuck')).json().concurrency, 1)
+  })
+
   t.test('readable at 1280 px and at 390 px', async (t) => {
     // DASHBOARD_SCREENSHOT=docs/dashboard.png refreshes README's picture.
     const shot = process.env.DASHBOARD_SCREENSHOT
@@ -140,11 +252,14 @@ t.test('a viewer sees no buttons it may not use', async (t) => {
   const token = (
     await app.inject({ method: 'POST', url: '/tokens', payload: { name: 'wall', role: 'viewer' } })
   ).json().token
+  await app.inject({ method: 'PATCH', url: '/jobs/cache-clear', payload: { concurrency: 3 } })
   const browser = await launchBrowser(t)
   const { page, errors } = await openPage(browser)
   await signIn(page, base, token)
   t.match(await page.locator('#who').textContent(), /wall \(viewer\)/)
+  t.match(await jobRow(page, 'cache-clear').textContent(), /3default 1/, 'limits are shown, read-only')
   t.equal(await page.getByRole('button', { name: 'Run now' }).count(), 0)
+  t.equal(await page.getByRole('button', { name: 'Limits' }).count(), 0)
   t.equal(await page.getByRole('button', { name: 'Edit' }).count(), 0)
   t.ok(await scheduleRow(page, 'cache-clear').getByRole('switch').isDisabled(), 'switches are read-only')
   await page.getByRole('button', { name: 'Forget' }).click()
