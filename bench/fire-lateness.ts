@@ -203,7 +203,9 @@ export async function fireLateness(bench: Bench): Promise<Result> {
 database; the fires scheduled in a ${WINDOW_S} s window (starting a few seconds after the schedules exist)
 are counted. Lateness is the moment the job's body started (the job records it, with a row per execution)
 − \`scheduled_for\`, so it includes everything Steward does before a job runs; a fire executed twice would
-be counted as a duplicate even if it had two run rows.
+be counted as a duplicate even if it had two run rows. The limits are on: the job may run 100 runs at once
+across the instances (its \`concurrency\`) and each process at most \`MAX_CONCURRENT_RUNS\` (8, the default), so
+of the 100 fires due at one instant a process starts 8 and the others wait queued for a free slot.
 
 ${table(
   [

@@ -16,6 +16,9 @@ export const noopJob = defineJob({
   args: Type.Object({ record: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
   timeoutMs: 60_000,
   maxAttempts: 1,
+  // Many may run at once, as for a job meant to fan out; each process still runs at most
+  // MAX_CONCURRENT_RUNS (8 by default) and the rest wait queued: the limits are on.
+  concurrency: 100,
   run: async (ctx) => {
     const started = Date.now()
     bodyStarts.set(ctx.runId, started)

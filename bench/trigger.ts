@@ -93,7 +93,8 @@ export async function trigger(bench: Bench): Promise<Result> {
     verdict: 'reported',
     section: `\`POST /jobs/${NOOP}/runs\` with body \`{}\` and 10 connections (autocannon) against a \`bench/serve.ts\`
 process (\`SCHEDULER_ENABLED=false\`); \`${NOOP}\` is a job registered only by the benchmark that returns at once.
-Each request inserts the run, answers 202 and starts it in the same process. The server runs with
+Each request inserts the run and answers 202; the run starts in that process as soon as a slot is free (the
+limits are on: the job's \`concurrency\` is 100, the process runs at most \`MAX_CONCURRENT_RUNS\`, 8). The server runs with
 \`RATE_LIMIT_MUTATIONS=${RATE_LIMIT}\`: by default one token may trigger 300 runs a minute per route (429 after
 that), which would measure the limiter, not the server. Runs created = rows added to
 \`job_runs\` during a round; "drain" = from the end of the round until no run is queued or running.

@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 import { freePort } from '../src/db/embedded.js'
-import { acquireOwnerLock, DataDirInUse, OWNER_FILE, ownerOf } from '../src/db/owner-lock.js'
+import { acquireOwnerLock, DataDirInUse, isAlive, OWNER_FILE, ownerOf } from '../src/db/owner-lock.js'
 import { TEST_ADMIN_TOKEN } from './helper.js'
 import { processesMentioning, runCommand, startServer } from './support/process.js'
 
@@ -15,15 +15,6 @@ async function tempDataDir(t: Test): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'steward-lifecycle-'))
   t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
   return dir
-}
-
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 const run = async (command: string, args: string[], env: Record<string, string>) => {

@@ -14,7 +14,7 @@ t.test('schema errors name the field and list what is allowed', async (t) => {
   t.equal(unknown.statusCode, 400)
   t.equal(
     unknown.json().message,
-    "body has unknown property 'crn'; allowed: cron, timezone, args, enabled, overlap, catchUp",
+    "body has unknown property 'crn'; allowed: cron, timezone, args, enabled, overlap, catchUp, then",
   )
 
   const state = await app.inject('/runs?state=done')

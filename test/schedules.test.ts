@@ -249,6 +249,8 @@ t.test('overlap skip records the fire as skipped; allow runs it', async (t) => {
   t.equal(skipped.startedAt, null)
   t.ok(skipped.scheduledFor)
   await app.inject({ method: 'PATCH', url: '/schedules/long', ...json({ overlap: 'allow' }) })
+  // allow: no fire is skipped; overlapping runs then need the job's concurrency to run side by side.
+  await app.inject({ method: 'PATCH', url: '/jobs/sleeper', ...json({ concurrency: 2 }) })
   await eventually(
     async () => {
       const running = (await app.inject('/runs?schedule=long&state=running')).json().items

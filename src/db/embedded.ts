@@ -80,9 +80,8 @@ function stopRunning(): void {
  * never be a live Steward's.
  */
 async function stopLeftoverServer(databaseDir: string): Promise<void> {
-  const text = await fs.readFile(path.join(databaseDir, 'postmaster.pid'), 'utf8').catch(() => null)
-  const pid = Number(text?.split('\n')[0])
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return
+  const pid = (await livePostmaster(databaseDir))?.pid
+  if (pid === undefined) return
   const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
   if (!cmdline.includes(databaseDir)) return
   process.kill(pid, 'SIGINT') // fast shutdown: rolls back open transactions, keeps data consistent
@@ -211,13 +210,22 @@ export async function runningEmbeddedUrl(dataDir: string, database = 'steward'):
   return running ? `${running.base}/${database}` : null
 }
 
-/** The running embedded server of DATA_DIR, from its postmaster.pid (pid, and port on line 4). */
-async function runningServer(dataDir: string): Promise<{ base: string; port: number } | null> {
-  const pidFile = await fs.readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').catch(() => null)
-  const [pidLine, , , portLine] = pidFile?.split('\n') ?? []
+/**
+ * The server a database directory's postmaster.pid names (pid on line 1, port on line 4), when
+ * that process is alive.
+ */
+async function livePostmaster(databaseDir: string): Promise<{ pid: number; port: number } | null> {
+  const text = await fs.readFile(path.join(databaseDir, 'postmaster.pid'), 'utf8').catch(() => null)
+  const [pidLine, , , portLine] = text?.split('\n') ?? []
   const pid = Number(pidLine)
-  const port = Number(portLine)
-  if (!(Number.isInteger(pid) && pid > 0 && isAlive(pid) && Number.isInteger(port) && port > 0)) return null
+  if (!(Number.isInteger(pid) && pid > 0 && isAlive(pid))) return null
+  return { pid, port: Number(portLine) }
+}
+
+/** The running embedded server of DATA_DIR, from its postmaster.pid. */
+async function runningServer(dataDir: string): Promise<{ base: string; port: number } | null> {
+  const port = (await livePostmaster(path.join(dataDir, 'pg')))?.port
+  if (port === undefined || !(Number.isInteger(port) && port > 0)) return null
   const password = (await fs.readFile(path.join(dataDir, 'pg.password'), 'utf8')).trim()
   return { base: `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`, port }
 }

@@ -252,18 +252,21 @@ export function createRunStore(sql: Sql) {
      * advisory lock that every instance takes in the same order, so two instances can never both
      * fill a job's last slot. Due runs left queued are marked with what they wait for.
      * `concurrency` maps every job this instance runs to its limit; runs of other jobs are left to
-     * an instance that has them. `waiting`: how many due runs are still queued after this claim.
+     * an instance that has them. Only runs due for at least `settledMs` are looked at (a poll leaves
+     * a fresh run to the instance that queued it). `waiting`: how many due runs are still queued.
      */
     async claimQueued(
       instance: string,
       capacity: number,
       concurrency: Map<string, number>,
+      settledMs = 0,
     ): Promise<{ started: Run[]; waiting: number }> {
       const known = [...concurrency.keys()]
+      const dueBy = sql`now() - ${settledMs} * interval '1 millisecond'`
       // Usually nothing waits: one indexed statement, and no transaction.
       const due = await sql<{ job: string; n: number }[]>`
         select job, count(*)::int as n from job_runs
-        where state = 'queued' and coalesce(run_after, queued_at) <= now() and job = any(${known}::text[])
+        where state = 'queued' and coalesce(run_after, queued_at) <= ${dueBy} and job = any(${known}::text[])
         group by job`
       if (due.length === 0) return { started: [], waiting: 0 }
       const names = due.map((w) => w.job).sort()
@@ -284,7 +287,7 @@ export function createRunStore(sql: Sql) {
             select q.id, q.job, coalesce(q.run_after, q.queued_at) as due,
                    row_number() over (partition by q.job order by coalesce(q.run_after, q.queued_at), q.id) as n
             from job_runs q
-            where q.state = 'queued' and coalesce(q.run_after, q.queued_at) <= now()
+            where q.state = 'queued' and coalesce(q.run_after, q.queued_at) <= ${dueBy}
               and q.job = any(${names}::text[])
           ),
           chosen as (

@@ -88,15 +88,20 @@ export function createRunner({ sql, runs, jobs, settings, config, log }: RunnerD
   let pumping: Promise<void> | undefined
   let pumpAgain = false
   let tellOthers = false
+  /** The smallest `settledMs` asked for since the last claim. */
+  let settled = Number.POSITIVE_INFINITY
 
   /**
    * Starts the queued runs this instance may take now. One pump at a time; a call during one makes
    * it go round once more. `local` pumps (a trigger here, a run finishing here, a poll) tell the
    * other instances when this one filled up, so a run it could not take starts elsewhere at once; a
    * pump answering that never tells anyone, so full instances cannot wake each other forever.
+   * `settledMs`: leave runs due for less than that to others (a periodic poll leaves a fresh run to
+   * the instance that queued it, which starts it at once).
    */
-  function pump(origin: 'local' | 'remote' = 'local'): Promise<void> {
+  function pump(origin: 'local' | 'remote' = 'local', settledMs = 0): Promise<void> {
     if (origin === 'local') tellOthers = true
+    settled = Math.min(settled, settledMs)
     if (pumping) {
       pumpAgain = true
       return pumping
@@ -106,7 +111,9 @@ export function createRunner({ sql, runs, jobs, settings, config, log }: RunnerD
         do {
           pumpAgain = false
           const notify = tellOthers
+          const settledMs = settled
           tellOthers = false
+          settled = Number.POSITIVE_INFINITY
           if (!accepting) return
           const free = config.maxConcurrentRuns - executing.size
           // Full, it still looks: the runs left waiting are marked with what they wait for.
@@ -114,6 +121,7 @@ export function createRunner({ sql, runs, jobs, settings, config, log }: RunnerD
             config.instanceId,
             Math.max(0, free),
             settings.concurrencies(),
+            settledMs,
           )
           for (const run of started) {
             executing.add(run.id)

@@ -16,6 +16,12 @@ export interface SupervisorDeps {
   log: FastifyBaseLogger
 }
 
+/**
+ * A poll starts queued runs due for at least this long: a fresh one is started at once by the
+ * instance that queued it (a trigger, a fire it won, a retry it timed), not raced for by every poll.
+ */
+const POLL_SETTLED_MS = 1000
+
 export function createSupervisor({ sql, runs, runner, config, log }: SupervisorDeps) {
   const timers: NodeJS.Timeout[] = []
   const wakeups = new Set<NodeJS.Timeout>()
@@ -55,7 +61,7 @@ export function createSupervisor({ sql, runs, runner, config, log }: SupervisorD
   async function pollOnce(): Promise<void> {
     if (stopped) return
     try {
-      await runner.pump()
+      await runner.pump('local', POLL_SETTLED_MS)
       reachable()
       if (Date.now() - (reachableSince ?? Date.now()) >= config.runStaleMs) await rescue()
     } catch (err) {
@@ -85,7 +91,7 @@ export function createSupervisor({ sql, runs, runner, config, log }: SupervisorD
     const timer = setTimeout(
       () => {
         wakeups.delete(timer)
-        void poll()
+        runner.pumpSoon()
       },
       Math.max(0, Date.parse(runAfter) - Date.now()) + 20,
     )

@@ -5,8 +5,11 @@ import { ROLES } from './tokens.js'
 
 export const Role = Type.Enum([...ROLES], { description: 'viewer < operator < admin' })
 
+/** What a token's name may be; the API and the `steward token` command check the same pattern. */
+export const TOKEN_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$'
+
 export const TokenName = Type.String({
-  pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$',
+  pattern: TOKEN_NAME_PATTERN,
   description: 'Letters, digits, ".", "_" and "-"; up to 100 characters.',
   examples: ['ci'],
 })

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util'
 import type { Sql } from 'postgres'
 import { InvalidInput } from '../../lib/errors.js'
 import { createAudit } from './audit.js'
+import { TOKEN_NAME_PATTERN } from './schemas.js'
 import { createTokens, ROLES, type Role } from './tokens.js'
 
 export const TOKEN_USAGE = `usage:
@@ -20,7 +21,7 @@ export type TokenCommand =
   | { action: 'list' }
   | { action: 'revoke'; name: string }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/
+const NAME = new RegExp(TOKEN_NAME_PATTERN)
 
 /** Throws InvalidInput (a usage error) for anything it cannot run. */
 export function parseTokenArgs(argv: string[]): TokenCommand {
