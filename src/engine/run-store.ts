@@ -271,12 +271,14 @@ export function createRunStore(sql: Sql) {
       if (due.length === 0) return { started: [], waiting: 0 }
       const names = due.map((w) => w.job).sort()
       const total = due.reduce((sum, w) => sum + w.n, 0)
-      const started = await sql.begin('isolation level read committed', async (tx) => {
-        await tx`select set_config('lock_timeout', ${CLAIM_LOCK_TIMEOUT}, true)`
-        await tx`
+      // Pipelined (one round trip for the three): each statement still sees what committed before it
+      // ran, so the count is taken after the locks are held.
+      const [, , rows] = await sql.begin('isolation level read committed', (tx) => [
+        tx`select set_config('lock_timeout', ${CLAIM_LOCK_TIMEOUT}, true)`,
+        tx`
           select count(pg_advisory_xact_lock(hashtext('steward.job'), k))
-          from (select distinct hashtext(name) as k from unnest(${names}::text[]) as u(name) order by 1) keys`
-        const rows = await tx<RunRow[]>`
+          from (select distinct hashtext(name) as k from unnest(${names}::text[]) as u(name) order by 1) keys`,
+        tx<RunRow[]>`
           with lim as (
             select l.job, l.concurrency - (
               select count(*) from job_runs r where r.state = 'running' and r.job = l.job) as free
@@ -309,16 +311,17 @@ export function createRunStore(sql: Sql) {
           update job_runs set state = 'running', started_at = now(), heartbeat_at = now(),
                               instance = ${instance}, waiting_for = null
           where id in (select id from chosen) and state = 'queued'
-          returning ${columns}`
-        return rows.map(toRun).sort((a, b) => a.id - b.id)
-      })
+          returning ${columns}`,
+      ])
+      const started = (rows as RunRow[]).map(toRun).sort((a, b) => a.id - b.id)
       return { started, waiting: Math.max(0, total - started.length) }
     },
 
     /**
      * running → final state; null when something else (a cancel, a rescuer) already ended it. A
-     * success that carries a chain queues the chain's next step in the same transaction, so a crash
-     * can never record the one without the other; `next` is that step's run.
+     * success that carries a chain queues the chain's next step in the same statement, so a crash
+     * can never record the one without the other; `next` is that step's run, with the attempts its
+     * job gets (`maxAttempts`, by job name; 1 for a job not listed).
      */
     async finish(
       id: number,
@@ -327,26 +330,33 @@ export function createRunStore(sql: Sql) {
         result?: JsonValue | null
         error?: RunError | null
       },
-      maxAttemptsOf: (job: string) => number = () => 1,
+      maxAttempts: Record<string, number> = {},
     ): Promise<{ run: Run; next: Run | null } | null> {
-      return await sql.begin(async (tx) => {
-        const [row] = await tx<RunRow[]>`
+      const rows = await sql<RunRow[]>`
+        with done as (
           update job_runs set state = ${end.state}, finished_at = clock_timestamp(),
                               result = ${end.result === undefined || end.result === null ? null : sql.json(end.result)},
                               error = ${end.error ? sql.json(end.error as unknown as JsonValue) : null}
           where id = ${id} and state = 'running'
-          returning ${columns}`
-        if (!row) return null
-        const run = toRun(row)
-        const [step, ...rest] = run.then ?? []
-        if (run.state !== 'succeeded' || !step) return { run, next: null }
-        const [next] = await tx<RunRow[]>`
+          returning *
+        ),
+        next as (
           insert into job_runs (job, trigger, state, max_attempts, args, parent_id, "then")
-          values (${step.job}, 'chain', 'queued', ${maxAttemptsOf(step.job)},
-                  ${sql.json(step.args as JsonValue)}, ${run.id}, ${chainJson(rest)})
-          returning ${columns}`
-        return { run, next: toRun(next as RunRow) }
-      })
+          select d."then" -> 0 ->> 'job', 'chain', 'queued',
+                 coalesce((${sql.json(maxAttempts)}::jsonb ->> (d."then" -> 0 ->> 'job'))::int, 1),
+                 coalesce(d."then" -> 0 -> 'args', '{}'), d.id,
+                 case when jsonb_array_length(d."then") > 1 then d."then" - 0 end
+          from done d
+          where d.state = 'succeeded' and jsonb_array_length(coalesce(d."then", '[]')) > 0
+          returning *
+        )
+        select ${columns} from done
+        union all
+        select ${columns} from next`
+      const run = rows.find((row) => Number(row.id) === id)
+      if (!run) return null
+      const next = rows.find((row) => Number(row.id) !== id)
+      return { run: toRun(run), next: next ? toRun(next) : null }
     },
 
     /**

@@ -204,7 +204,7 @@ export function createRunner({ sql, runs, jobs, settings, config, log }: RunnerD
       clearTimeout(timer)
       active.delete(run.id)
     }
-    const ended = await persist(() => runs.finish(run.id, outcome, maxAttemptsOf))
+    const ended = await persist(() => runs.finish(run.id, outcome, maxAttemptsByJob()))
     const level = outcome.state === 'succeeded' ? 'info' : 'warn'
     runLog[level](
       { state: outcome.state, durationMs: ended?.run.durationMs, error: outcome.error },
@@ -219,10 +219,9 @@ export function createRunner({ sql, runs, jobs, settings, config, log }: RunnerD
     if (ended.run.state !== 'succeeded') await settleFailure(ended.run, outcome.final === true)
   }
 
-  const maxAttemptsOf = (name: string) => {
-    const job = jobs.get(name)
-    return job ? settings.limits(job).maxAttempts : 1
-  }
+  /** The attempts each job's runs get, for a chain's next step. */
+  const maxAttemptsByJob = () =>
+    Object.fromEntries([...jobs.values()].map((job) => [job.name, settings.limits(job).maxAttempts]))
 
   /**
    * After a run failed or was cancelled: the next attempt when one is due, otherwise the end of its
