@@ -254,11 +254,14 @@ export function createScheduler(deps: SchedulerDeps) {
     }
     reconciling = (async () => {
       try {
+        // A change announced while the pass checks for missed fires gets a pass of its own too.
         do {
-          again = false
-          if (running) await reconcileOnce()
+          do {
+            again = false
+            if (running) await reconcileOnce()
+          } while (again)
+          if (running) await verifyLogged()
         } while (again)
-        if (running) await verifyLogged()
       } finally {
         reconciling = undefined
       }
