@@ -170,6 +170,7 @@ export function createRunner({ sql, runs, jobs, settings, config, log }: RunnerD
         message: `job "${run.job}" is not registered on ${config.instanceId}`,
       }
       const ended = await runs.finish(run.id, { state: 'failed', error })
+      publish(ended?.run ?? null)
       if (ended) await settleFailure(ended.run, true)
       return
     }
