@@ -92,6 +92,15 @@ t.test('a job runs at most `concurrency` runs at once; the others wait, oldest f
   t.equal(waiting.state, 'queued')
   t.equal(waiting.waitingFor, 'job concurrency')
   t.equal((await app.inject(`/runs/${c}`)).json().state, 'queued')
+  const metrics = await eventually(
+    async () => {
+      const text = (await app.inject('/metrics')).body
+      return /steward_runs_waiting\{job="sleeper",reason="job concurrency"\} 2/.test(text) ? text : undefined
+    },
+    5000,
+    'the waiting runs in /metrics',
+  )
+  t.match(metrics, /steward_runs_queued\{job="sleeper"\} 2/)
 
   // Another job is not held up by this one.
   const other = (await trigger(app, 'boom')).json()

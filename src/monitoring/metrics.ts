@@ -72,6 +72,12 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
     labelNames: ['job'],
     registers,
   })
+  const waiting = new Gauge({
+    name: 'steward_runs_waiting',
+    help: 'Queued runs that are due but wait for a free slot, by reason (job concurrency, instance capacity), cluster-wide',
+    labelNames: ['job', 'reason'],
+    registers,
+  })
   const duration = new Histogram({
     name: 'steward_run_duration_seconds',
     help: 'Duration of the runs this instance executed',
@@ -144,7 +150,7 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
     help: '1 when the last scrape could read the cluster-wide metrics from the database',
     registers,
   })
-  const clusterMetrics = [runsTotal, running, queued, lastSuccess, nextFire, scheduleHealth]
+  const clusterMetrics = [runsTotal, running, queued, waiting, lastSuccess, nextFire, scheduleHealth]
   const backupMetrics = [backupBytes, backupAge, backupStored, backupVerified, backupAnomalies, uploadPending]
 
   const observe = (run: Run) => {
@@ -160,19 +166,25 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
   async function readRuns(): Promise<void> {
     const [totals, active] = await Promise.all([
       sql<{ job: string; state: string; total: string }[]>`select job, state, total from job_run_totals`,
-      sql<{ job: string; state: string; n: number }[]>`
-        select job, state, count(*)::int as n from job_runs
-        where state in ('queued', 'running') group by job, state`,
+      sql<{ job: string; state: string; waitingFor: string | null; n: number }[]>`
+        select job, state, waiting_for, count(*)::int as n from job_runs
+        where state in ('queued', 'running') group by job, state, waiting_for`,
     ])
     runsTotal.reset()
     for (const row of totals) runsTotal.inc({ job: row.job, state: row.state }, Number(row.total))
     running.reset()
     queued.reset()
+    waiting.reset()
     for (const job of jobs.keys()) {
       running.set({ job }, 0)
       queued.set({ job }, 0)
     }
-    for (const row of active) (row.state === 'running' ? running : queued).set({ job: row.job }, row.n)
+    for (const row of active) {
+      if (row.state === 'running') running.inc({ job: row.job }, row.n)
+      else queued.inc({ job: row.job }, row.n)
+      if (row.state === 'queued' && row.waitingFor)
+        waiting.set({ job: row.job, reason: row.waitingFor }, row.n)
+    }
   }
 
   async function readSchedules(): Promise<void> {
