@@ -473,6 +473,40 @@ t.test('disaster recovery: a new machine with only the bucket and the key', asyn
   t.notOk(await exists(source, `${target}_x`), 'refusals create nothing')
 })
 
+t.test('a tampered dump or roles file cannot run commands on this host: psql runs restricted', async (t) => {
+  const sourceUrl = await createTestDatabase(t)
+  const source = connect(t, sourceUrl)
+  await source`create table public.small (id int primary key)`
+  const { app, appUrl, dir, database, globals } = await backedUp(t, sourceUrl)
+  const markers: string[] = []
+  // Someone with write access to the backups (the bucket, say) appends a shell command to each file
+  // and records the new checksums, so every integrity check passes.
+  for (const made of [database, globals]) {
+    const marker = path.join(dir, `pwned-${made.id}`)
+    markers.push(marker)
+    const [row] = await app.sql<{ file: string }[]>`select file from backups where id = ${made.id}`
+    const file = path.join(dir, (row as { file: string }).file)
+    t.notMatch(file, /\.gz$|\.age$/, 'a plain, unencrypted file')
+    await fs.appendFile(file, `\n\\! touch ${marker}\n`)
+    const body = await fs.readFile(file)
+    await app.sql`
+      update backups set bytes = ${body.length}, sha256 = ${createHash('sha256').update(body).digest('hex')}
+      where id = ${made.id}`
+  }
+  const target = targetName(t, source)
+  const env = { DATABASE_URL: appUrl, BACKUP_DIR: dir }
+  const result = await steward(
+    ['backup', 'restore', String(database.id), '--database', target, '--globals'],
+    env,
+  )
+  t.equal(result.code, 1, 'the restore fails')
+  t.match(result.stderr, /restricted/)
+  for (const marker of markers) {
+    t.notOk(await fs.stat(marker).catch(() => null), `${path.basename(marker)}: the command never ran`)
+  }
+  t.notOk(await exists(source, target), 'the incomplete database was dropped')
+})
+
 t.test('the bin launcher runs the same command', async (t) => {
   const help = await steward(['backup', 'restore', '--help'], {}, ['bin/steward.js'])
   succeeded(t, help)

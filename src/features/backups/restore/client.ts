@@ -26,6 +26,7 @@ import type { BackupFormat } from '../files.js'
 import { runTool, startTool, toolFailure } from '../process.js'
 import { BackupError, locateTool, serverVersion, type Tool, toolEnv } from '../tools.js'
 import { readDumpContents, type TableCounts } from './contents.js'
+import { canRestrict, restricted, scriptFilter } from './script-filter.js'
 
 export interface RestoreTools {
   psql: Tool
@@ -33,14 +34,22 @@ export interface RestoreTools {
   pgRestore: Tool | null
 }
 
-/** psql, and pg_restore when the dump is a custom archive, at least as new as the server. */
+/**
+ * psql, and pg_restore when the dump is a custom archive, at least as new as the server. psql must
+ * have a restricted mode (\\restrict): every script it is fed (plain dumps, globals.sql) runs in it, so
+ * a tampered file cannot run commands on this host (\\!, \\copy … program).
+ */
 export async function locateRestoreTools(sql: Sql, config: Config, format: BackupFormat) {
   const server = await serverVersion(sql)
   const options = { binDir: config.backupPgBinDir }
-  return {
-    psql: await locateTool('psql', server, options),
-    pgRestore: format === 'custom' ? await locateTool('pg_restore', server, options) : null,
-  }
+  const psql = await locateTool('psql', server, options)
+  if (!canRestrict(psql))
+    throw new BackupError(
+      'psql_unsafe',
+      `psql ${psql.version} (${psql.path}) has no restricted mode (\\restrict), so a dump could run ` +
+        'commands on this host through it; install a current minor release of the client tools',
+    )
+  return { psql, pgRestore: format === 'custom' ? await locateTool('pg_restore', server, options) : null }
 }
 
 /** The tables and row counts the dump declares: from the script, or pg_restore's script of an archive. */
@@ -78,21 +87,8 @@ export async function restoreWithClient(
     await runTool(tools.pgRestore, [...args, file], { env, signal })
     return
   }
-  if (format === 'plain') {
-    await runTool(tools.psql, [...PSQL_ARGS, `--file=${file}`], { env, signal })
-    return
-  }
-  const proc = startTool(tools.psql, [...PSQL_ARGS, '--file=-'], { env, signal, stdin: 'pipe' })
-  proc.stdout.resume()
-  const feed = pipeline(createReadStream(file), createGunzip(), proc.stdin as NodeJS.WritableStream).catch(
-    (err: unknown) => err,
-  )
-  const [exit, fed] = await Promise.all([proc.exited, feed])
-  signal.throwIfAborted()
-  const failure = toolFailure(tools.psql, exit)
-  if (failure) throw failure
-  if (fed instanceof Error)
-    throw new BackupError('unreadable', `could not decompress the dump: ${fed.message}`)
+  // A script: psql in restricted mode, owners and grants kept.
+  await restoreScript(format, file, tools, env, signal, scriptFilter(null, { keepPrivileges: true }))
 }
 
 /** The dump's SQL script: the file itself, or pg_restore's script of the archive (no owners, no grants). */
@@ -175,7 +171,7 @@ export async function applyGlobals(
   })
   proc.stdout.resume()
   proc.stdin?.on('error', () => {}) // psql gone early: its exit status says why
-  proc.stdin?.end(script)
+  proc.stdin?.end(restricted(script))
   const exit = await proc.exited
   signal.throwIfAborted()
   const failure = toolFailure(psql, exit)

@@ -20,13 +20,13 @@ const NEWLINE = 0x0a
 const BACKSLASH = 0x5c
 const DOT = 0x2e
 
-const DROPPED = [
+// pg_dump's own restricted mode (since 13.22, 14.19, 15.14, 16.10, 17.6): ours is already on.
+const RESTRICT_LINE = /^\\(restrict|unrestrict)( .*)?$/
+const PRIVILEGES = [
   /^ALTER [A-Z][A-Z ]* .* OWNER TO [^;]+;$/,
   /^(GRANT|REVOKE) .*;$/,
   /^ALTER DEFAULT PRIVILEGES .*;$/,
   /^COMMENT ON EXTENSION .*;$/,
-  // pg_dump's own restricted mode (since 13.22, 14.19, 15.14, 16.10, 17.6): ours is already on.
-  /^\\(restrict|unrestrict)( .*)?$/,
 ]
 const IDENT = '("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)'
 const CREATE_EXTENSION = new RegExp(`^CREATE EXTENSION IF NOT EXISTS ${IDENT} WITH SCHEMA ${IDENT};$`)
@@ -48,7 +48,27 @@ const unquote = (ident: string) => (ident.startsWith('"') ? ident.slice(1, -1).r
 
 export type OnExtension = (name: string, schema: string) => Promise<void>
 
-export function scriptFilter(onExtension: OnExtension): Transform {
+/** The `\\restrict` line that opens what psql is fed: a key of its own, unknown to any dump. */
+const restrictLine = () => `\\restrict ${randomBytes(24).toString('base64url')}\n`
+
+/**
+ * A script with no COPY data (globals.sql) made safe for psql: its own \\restrict and \\unrestrict
+ * lines out, ours first.
+ */
+export function restricted(script: string): string {
+  const kept = script.split('\n').filter((line) => !RESTRICT_LINE.test(line.replace(/\r$/, '')))
+  return restrictLine() + kept.join('\n')
+}
+
+/**
+ * The restore check's filter (owners and privileges dropped, extensions announced), or with
+ * `keepPrivileges` the restore command's (only psql's restricted mode added, everything else kept).
+ */
+export function scriptFilter(
+  onExtension: OnExtension | null,
+  { keepPrivileges = false }: { keepPrivileges?: boolean } = {},
+): Transform {
+  const dropped = keepPrivileges ? [RESTRICT_LINE] : [...PRIVILEGES, RESTRICT_LINE]
   let carry: Buffer = Buffer.alloc(0)
   let copying = false
   let started = false
@@ -56,7 +76,7 @@ export function scriptFilter(onExtension: OnExtension): Transform {
   const opening = (out: Buffer) => {
     if (started) return out
     started = true
-    return Buffer.concat([Buffer.from(`\\restrict ${randomBytes(24).toString('base64url')}\n`), out])
+    return Buffer.concat([Buffer.from(restrictLine()), out])
   }
 
   /** What to do with one statement line (without its newline): keep it or not; announces extensions. */
@@ -65,8 +85,8 @@ export function scriptFilter(onExtension: OnExtension): Transform {
       copying = true
       return true
     }
-    if (DROPPED.some((pattern) => pattern.test(text))) return false
-    const extension = CREATE_EXTENSION.exec(text)
+    if (dropped.some((pattern) => pattern.test(text))) return false
+    const extension = onExtension && CREATE_EXTENSION.exec(text)
     if (extension) await onExtension(unquote(extension[1] as string), unquote(extension[2] as string))
     return true
   }
