@@ -629,6 +629,8 @@ export interface components {
                 /** @description timeout, cancelled, interrupted, abandoned, overlap, missed, chain_stopped, error, … */
                 code: string;
                 message: string;
+                /** @description true: the job said no other attempt could succeed, so the run was not retried. */
+                final?: boolean;
             } | null;
             instance: string | null;
             waitingFor: ("job concurrency" | "instance capacity") | null;

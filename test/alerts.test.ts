@@ -122,6 +122,37 @@ t.test('a run that fails for good is alerted once; attempts with a retry coming 
   t.equal(receiver.requests.length, 1)
 })
 
+t.test('a failure the job calls final is alerted at once, with attempts left', async (t) => {
+  const doomed = defineJob({
+    name: 'doomed',
+    description: 'test: fails in a way no retry can fix',
+    args: Type.Object({}),
+    timeoutMs: 10_000,
+    maxAttempts: 3,
+    async run() {
+      throw Object.assign(new Error('the database does not exist'), { code: 'no_database', retryable: false })
+    },
+  })
+  const receiver = await startReceiver()
+  t.teardown(() => receiver.close())
+  const app = await buildTestApp(t, {
+    jobs: [...jobs, doomed] as AnyJob[],
+    env: { ...FAST, SCHEDULER_ENABLED: 'false', ALERT_WEBHOOK_URL: receiver.url },
+  })
+  const run = (await app.inject({ method: 'POST', url: '/jobs/doomed/runs', payload: {} })).json()
+  // Without the mark it would wait out the 5-minute grace for a retry that never comes.
+  const alert = await eventually(
+    async () => ofType(receiver.delivered(), 'run_failed')[0],
+    15_000,
+    'the alert',
+  )
+  const body = alert.body as { run: Run }
+  t.equal(body.run.id, run.id)
+  t.equal(body.run.attempt, 1, 'the first attempt, with two left')
+  t.same(body.run.error, { code: 'no_database', message: 'the database does not exist', final: true })
+  t.same(await app.sql`select id from job_runs where retry_of = ${run.id}`, [], 'no retry was queued')
+})
+
 t.test('a receiver that fails first gets the alert again, with backoff, until it takes it', async (t) => {
   const receiver = await startReceiver({ failFirst: 2 })
   t.teardown(() => receiver.close())

@@ -391,12 +391,15 @@ function failure(err: unknown, signal: AbortSignal): Outcome {
   }
   const error = reason instanceof Error ? reason : new Error(String(reason))
   const { code, retryable } = error as Error & { code?: unknown; retryable?: unknown }
+  const final = retryable === false
   return {
     state: 'failed',
-    final: retryable === false,
+    final,
     error: {
       code: typeof code === 'string' ? code : 'error',
       message: error.message.slice(0, 4000) || error.name,
+      // Recorded, so that whoever reads the run (alerts, the dashboard) knows no retry is coming.
+      ...(final ? { final } : {}),
     },
   }
 }

@@ -63,6 +63,7 @@ export async function finalFailures(sql: Sql, since: Date): Promise<Run[]> {
     select r.* from job_runs r
     where r.state = 'failed' and r.finished_at > ${since}
       and ((r.attempt >= r.max_attempts and coalesce(r.error->>'code', '') <> 'interrupted')
+           or r.error->>'final' = 'true'
            or r.finished_at < now() - ${RETRY_GRACE}::interval)
       and not exists (select 1 from job_runs n where n.retry_of = coalesce(r.retry_of, r.id) and n.attempt > r.attempt)
       and not exists (select 1 from alerts a where a.incident = 'run-failed:' || r.id)

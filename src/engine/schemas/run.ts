@@ -14,6 +14,11 @@ export const RunError = Type.Object({
     description: 'timeout, cancelled, interrupted, abandoned, overlap, missed, chain_stopped, error, …',
   }),
   message: Type.String(),
+  final: Type.Optional(
+    Type.Boolean({
+      description: 'true: the job said no other attempt could succeed, so the run was not retried.',
+    }),
+  ),
 })
 
 const ChainStep = Type.Object(
