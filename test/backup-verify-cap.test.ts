@@ -52,15 +52,19 @@ t.test('a second verify while one runs, on any instance, is a 409; then it runs'
   const quick = await crafted(first, dir, 'quick', 'SELECT 1;\n')
 
   const running = verify(first, slow)
-  // The slot is taken before the scratch database is made: once it exists, the check is under way.
+  // Once it holds the slot (a session advisory lock in this test's own database), the check is under
+  // way. Scratch database names cannot tell: other test files make steward_verify_… databases too.
   await eventually(
     async () => {
       const rows = await first.sql`
-        select 1 from pg_database where datname like ${`steward\\_verify\\_%\\_${slow}\\_%`}`
+        select 1 from pg_locks
+        where locktype = 'advisory' and granted and objsubid = 2
+          and classid = hashtext('steward.backups.verify')::oid
+          and database = (select oid from pg_database where datname = current_database())`
       return rows.length > 0 ? true : undefined
     },
     20_000,
-    'the first check to start restoring',
+    'the first check to take the slot',
   )
   for (const [app, where] of [
     [second, 'another instance'],
