@@ -6,12 +6,20 @@
 const ROLES = ['viewer', 'operator', 'admin']
 const TOKEN_KEY = 'steward-token'
 const POLL_MS = 2000
+/** Rows fetched per page of a paged table (runs, schedules). */
+const PAGE_SIZE = 50
+/** The most a refresh re-reads at once to keep the schedules already shown (the API's page limit). */
+const MAX_PAGE = 1000
+/** How long the schedule search waits for typing to stop. */
+const SEARCH_MS = 300
 
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY) ?? '',
   role: null,
   jobs: new Map(),
   schedules: [],
+  schedulesCursor: null,
+  scheduleFilter: {},
   runs: new Map(),
   runsCursor: null,
   runFilter: {},
@@ -218,10 +226,16 @@ function signOut() {
 async function loadJobs() {
   const { items } = await api('/jobs')
   state.jobs = new Map(items.map((job) => [job.name, job]))
-  const select = $('#run-filters select[name=job]')
-  const current = select.value
-  select.replaceChildren(h('option', { value: '' }, 'any'), ...items.map((job) => h('option', {}, job.name)))
-  select.value = current
+  for (const select of document.querySelectorAll(
+    '#run-filters select[name=job], #schedule-filters select[name=job]',
+  )) {
+    const current = select.value
+    select.replaceChildren(
+      h('option', { value: '' }, 'any'),
+      ...items.map((job) => h('option', {}, job.name)),
+    )
+    select.value = current
+  }
   renderJobs()
 }
 
@@ -272,11 +286,63 @@ function renderJobs() {
   $('#jobs tbody').replaceChildren(...rows)
 }
 
-async function loadSchedules() {
-  const { items } = await api('/schedules')
-  state.schedules = items
+// Schedules are read a page at a time, by name (a deployment may have thousands): filters go to the
+// API, "More schedules" appends the next page. Loads are numbered so a late answer for an older
+// filter or refresh never overwrites a newer one.
+let schedulesSeq = 0
+
+const scheduleQuery = (cursor, limit) => pageQuery('/schedules', state.scheduleFilter, cursor, limit)
+
+/**
+ * Reads the schedules again from the first page. A refresh keeps as many rows as are shown (up to
+ * the API's page limit), so "More" pages already read do not vanish; `fromStart` (a new filter)
+ * goes back to one page.
+ */
+async function loadSchedules({ fromStart = false } = {}) {
+  const seq = ++schedulesSeq
+  const limit = fromStart ? PAGE_SIZE : Math.min(MAX_PAGE, Math.max(PAGE_SIZE, state.schedules.length))
+  const page = await api(scheduleQuery(null, limit))
+  if (seq !== schedulesSeq) return
+  state.schedules = page.items
+  state.schedulesCursor = page.nextCursor
   renderSchedules()
 }
+
+async function moreSchedules() {
+  if (!state.schedulesCursor) return
+  const seq = ++schedulesSeq
+  const page = await api(scheduleQuery(state.schedulesCursor))
+  if (seq !== schedulesSeq) return
+  const shown = new Set(state.schedules.map((s) => s.name))
+  state.schedules.push(...page.items.filter((s) => !shown.has(s.name)))
+  state.schedulesCursor = page.nextCursor
+  renderSchedules()
+}
+
+/** The filter form as query parameters (empty ones are left out by pageQuery). */
+function readScheduleFilter() {
+  const form = new FormData($('#schedule-filters'))
+  return {
+    q: String(form.get('q') ?? '').trim(),
+    job: form.get('job'),
+    health: form.get('health'),
+    enabled: form.get('enabled'),
+  }
+}
+
+let searchTimer
+/** A filter changed: back to the first page (typing in the search box waits for a pause). */
+function filterSchedules(delay = 0) {
+  clearTimeout(searchTimer)
+  searchTimer = setTimeout(() => {
+    const filter = readScheduleFilter()
+    if (JSON.stringify(filter) === JSON.stringify(state.scheduleFilter)) return
+    state.scheduleFilter = filter
+    void attempt(() => loadSchedules({ fromStart: true }))
+  }, delay)
+}
+
+const filtering = () => Object.values(state.scheduleFilter).some(Boolean)
 
 function renderSchedules() {
   const rows = state.schedules.map((s) => {
@@ -329,7 +395,18 @@ function renderSchedules() {
       ),
     )
   })
-  $('#schedules tbody').replaceChildren(...rows)
+  const body = $('#schedules tbody')
+  body.replaceChildren(...rows)
+  if (rows.length === 0) {
+    const empty = filtering() ? 'No schedules match these filters.' : 'No schedules yet.'
+    body.append(h('tr', {}, h('td', { colspan: 8 }, empty)))
+  }
+  // How many rows there are, said once they change (a search narrowing the table, a page added).
+  let shown = `${rows.length} schedule${rows.length === 1 ? '' : 's'}`
+  if (state.schedulesCursor) shown += ' shown; more follow.'
+  else shown += filtering() ? ' match.' : '.'
+  $('#schedules-shown').textContent = rows.length ? shown : ''
+  $('#more-schedules').hidden = !state.schedulesCursor
 }
 
 async function setEnabled(schedule, enabled) {
@@ -503,12 +580,15 @@ async function submitEdit(event) {
 
 // ---- runs
 
-function runQuery(cursor) {
-  const params = new URLSearchParams({ limit: '50' })
-  for (const [key, value] of Object.entries(state.runFilter)) if (value) params.set(key, value)
+/** A page of a listing: its filters (empty ones left out), the page size, and where to continue. */
+function pageQuery(path, filter, cursor, limit = PAGE_SIZE) {
+  const params = new URLSearchParams({ limit: String(limit) })
+  for (const [key, value] of Object.entries(filter)) if (value) params.set(key, value)
   if (cursor) params.set('cursor', cursor)
-  return `/runs?${params}`
+  return `${path}?${params}`
 }
+
+const runQuery = (cursor) => pageQuery('/runs', state.runFilter, cursor)
 
 async function loadRuns() {
   const page = await api(runQuery())
@@ -837,6 +917,15 @@ function wire() {
   $('#refresh-jobs').addEventListener('click', () => attempt(loadJobs))
   $('#refresh-backups').addEventListener('click', () => attempt(() => loadBackups()))
   $('#more-runs').addEventListener('click', () => attempt(moreRuns))
+  $('#more-schedules').addEventListener('click', () => attempt(moreSchedules))
+  const scheduleFilters = $('#schedule-filters')
+  scheduleFilters.addEventListener('submit', (event) => {
+    event.preventDefault() // Enter in the search box: search now
+    filterSchedules()
+  })
+  scheduleFilters.addEventListener('input', (event) =>
+    filterSchedules(event.target.name === 'q' ? SEARCH_MS : 0),
+  )
   $('#more-backups').addEventListener('click', () => attempt(() => loadBackups(true)))
   $('#run-filters').addEventListener('submit', (event) => {
     event.preventDefault()

@@ -176,8 +176,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Every schedule, soonest next fire first
-         * @description Disabled schedules (and those whose job is not registered) have nextRunAt null and come last.
+         * List schedules by name, a page at a time
+         * @description Ordered by name; pass nextCursor as cursor for the next page. Disabled schedules (and those whose job is not registered) have nextRunAt null.
          *
          *     Requires a token with the **viewer** role (or higher).
          */
@@ -1562,6 +1562,18 @@ export interface operations {
     listSchedules: {
         parameters: {
             query?: {
+                /** @description Page size (1-1000). */
+                limit?: number;
+                /** @description nextCursor of the previous page. */
+                cursor?: string;
+                /** @description Only schedules of this job. */
+                job?: string;
+                /** @description Only enabled (true) or disabled (false) schedules. */
+                enabled?: boolean;
+                /** @description Only schedules in this health. */
+                health?: "ok" | "late" | "failing";
+                /** @description Only schedules whose name contains this (any case). */
+                q?: string;
                 /** @description How many upcoming fire times (1-100). */
                 count?: number;
             };

@@ -6,12 +6,13 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import postgres from 'postgres'
 import t, { type Test } from 'tap'
 import { Type } from 'typebox'
-import { freePort, startEmbeddedPostgres } from '../src/db/embedded.js'
+import { COLUMN_CASE, freePort, startEmbeddedPostgres } from '../src/db/embedded.js'
 import { type AnyJob, defineJob } from '../src/engine/job.js'
 import type { Run } from '../src/engine/run-store.js'
-import { cronIntervalMs, evaluateHealth } from '../src/monitoring/schedule-health.js'
+import { createScheduleHealth, cronIntervalMs } from '../src/engine/schedule-health.js'
 import { boom, flaky, sleeper, testJobs } from './fixtures/jobs.js'
 import { buildTestApp, createTestDatabase, eventually, TEST_ADMIN_TOKEN } from './helper.js'
 import { type Received, startReceiver } from './support/webhook-receiver.js'
@@ -32,49 +33,83 @@ async function finished(app: { inject: (url: string) => Promise<{ json(): Run }>
   )
 }
 
-t.test('schedule health (pure)', async (t) => {
+t.test('schedule health: the rule, judged in SQL over the columns schedules keep', async (t) => {
   const now = new Date('2026-11-28T12:00:00Z')
-  const base = { name: 's', cron: '0 * * * *', timezone: 'UTC', enabled: true }
-  const job = { timeoutMs: 60_000 }
-  const none = { lastSuccessAt: null, lastSuccessId: null, lastFailureId: null }
+  const sql = postgres(await createTestDatabase(t), { max: 1, onnotice: () => {}, transform: COLUMN_CASE })
+  t.teardown(() => sql.end())
+  const health = createScheduleHealth(
+    sql,
+    new Map([['sleeper', { ...sleeper, timeoutMs: 60_000 } as AnyJob]]),
+    () => now,
+  )
   const hoursAgo = (h: number) => new Date(now.getTime() - h * 3600_000)
 
   t.equal(cronIntervalMs('0 * * * *', 'UTC', now), 3600_000, 'hourly: one hour')
   t.equal(cronIntervalMs('0 0 1 * 1', 'UTC', now), 7 * 86400_000, 'uneven gaps: the widest')
   t.equal(cronIntervalMs('not a cron', 'UTC', now), null)
 
-  const fresh = evaluateHealth({ ...base, updatedAt: now.toISOString() }, job, none, now)
-  t.equal(fresh.health, 'ok', 'just created, never ran: ok')
-  t.equal(fresh.allowanceMs, 2 * 3600_000 + 60_000)
+  let n = 0
+  /** Stores an hourly schedule with the given state and judges it at `now`. */
+  async function judge(state: {
+    updatedAt: Date
+    success?: [hoursAgo: number, id: number]
+    failureId?: number
+    enabled?: boolean
+    job?: string
+  }) {
+    const name = `s${++n}`
+    await sql`
+      insert into schedules (name, job, cron, timezone, enabled, updated_at, interval_ms,
+                             last_success_at, last_success_id, last_failure_id)
+      values (${name}, ${state.job ?? 'sleeper'}, '0 * * * *', 'UTC', ${state.enabled ?? true}, ${state.updatedAt},
+              ${3600_000}, ${state.success ? hoursAgo(state.success[0]) : null}, ${state.success?.[1] ?? null},
+              ${state.failureId ?? null})`
+    return (await health.evaluate({ names: [name] })).get(name)
+  }
 
-  const edited3h = { ...base, updatedAt: hoursAgo(3).toISOString() }
-  t.equal(evaluateHealth(edited3h, job, none, now).health, 'late', 'never succeeded in 3 h: late')
-  const success = (h: number, id = 10) => ({
-    lastSuccessAt: hoursAgo(h),
-    lastSuccessId: id,
-    lastFailureId: null,
-  })
-  t.equal(evaluateHealth(edited3h, job, success(1), now).health, 'ok', 'succeeded an hour ago')
-  t.equal(evaluateHealth(edited3h, job, success(2.05), now).health, 'late', 'past 2 h + timeout')
-  t.equal(evaluateHealth(edited3h, job, success(2), now).health, 'ok', 'within 2 h + timeout')
-  const failedSince = { ...success(1, 10), lastFailureId: 11 }
-  t.equal(evaluateHealth(edited3h, job, failedSince, now).health, 'failing', 'latest outcome failed')
+  const fresh = await judge({ updatedAt: now })
+  t.equal(fresh?.health, 'ok', 'just created, never ran: ok')
+  t.equal(fresh?.allowanceMs, 2 * 3600_000 + 60_000)
+  const edited3h = { updatedAt: hoursAgo(3) }
+  t.equal((await judge(edited3h))?.health, 'late', 'never succeeded in 3 h: late')
+  t.equal((await judge({ ...edited3h, success: [1, 10] }))?.health, 'ok', 'succeeded an hour ago')
+  t.equal((await judge({ ...edited3h, success: [2.05, 10] }))?.health, 'late', 'past 2 h + timeout')
+  t.equal((await judge({ ...edited3h, success: [2, 10] }))?.health, 'ok', 'within 2 h + timeout')
   t.equal(
-    evaluateHealth(edited3h, job, { ...success(1, 12), lastFailureId: 11 }, now).health,
+    (await judge({ ...edited3h, success: [1, 10], failureId: 11 }))?.health,
+    'failing',
+    'latest outcome failed',
+  )
+  t.equal(
+    (await judge({ ...edited3h, success: [1, 12], failureId: 11 }))?.health,
     'ok',
     'a success after the failure',
   )
   t.equal(
-    evaluateHealth(edited3h, job, { ...success(5, 10), lastFailureId: 11 }, now).health,
+    (await judge({ ...edited3h, success: [5, 10], failureId: 11 }))?.health,
     'late',
     'late wins over failing',
   )
+  t.equal((await judge({ ...edited3h, enabled: false }))?.health, 'ok', 'disabled: never late')
+  t.equal((await judge({ ...edited3h, job: 'gone' }))?.health, 'ok', 'job not registered: never late')
+  const late = await health.evaluate({ only: ['late'] })
+  t.same([...late.keys()].sort(), ['s2', 's4', 's8'], 'filtered by health in the query')
+
+  // The outcome columns follow job_runs through a trigger: the newest success and failure win.
+  await sql`
+    insert into job_runs (job, schedule, trigger, state, args, finished_at) values
+      ('sleeper', 's2', 'schedule', 'failed', '{}', ${hoursAgo(0.5)}),
+      ('sleeper', 's2', 'schedule', 'succeeded', '{}', ${hoursAgo(0.2)})`
   t.equal(
-    evaluateHealth({ ...edited3h, enabled: false }, job, none, now).health,
+    (await health.evaluate({ names: ['s2'] })).get('s2')?.health,
     'ok',
-    'disabled: never late',
+    'a run that succeeded since: ok',
   )
-  t.equal(evaluateHealth(edited3h, undefined, none, now).health, 'ok', 'job not registered: never late')
+  const [queued] = await sql<{ id: string }[]>`
+    insert into job_runs (job, schedule, trigger, state, args) values ('sleeper', 's2', 'schedule', 'running', '{}')
+    returning id`
+  await sql`update job_runs set state = 'failed', finished_at = ${now} where id = ${queued?.id ?? 0}`
+  t.equal((await health.evaluate({ names: ['s2'] })).get('s2')?.health, 'failing', 'then a failure: failing')
 })
 
 t.test('a run that fails for good is alerted once; attempts with a retry coming are not', async (t) => {

@@ -1,6 +1,7 @@
 import t from 'tap'
 import type { Run } from '../src/engine/run-store.js'
-import { createTestDatabase } from './helper.js'
+import { ownerOf } from '../src/engine/scheduler.js'
+import { createTestDatabase, eventually } from './helper.js'
 import { FAST, lockCache, runState, stopAll } from './support/cluster.js'
 import { type ServerProcess, startServer } from './support/process.js'
 
@@ -76,3 +77,53 @@ t.test(
     t.equal(retries[0]?.retryOf, beyond.id, 'queued again for whoever runs next')
   },
 )
+
+t.test('an owner killed with SIGKILL: the survivor takes its fires over, none lost or doubled', async (t) => {
+  const url = await createTestDatabase(t)
+  const servers = await Promise.all(
+    ['a', 'b'].map((id) => startServer({ ...FAST, DATABASE_URL: url, INSTANCE_ID: id })),
+  )
+  t.teardown(() => stopAll(servers))
+  const [a, b] = servers as [ServerProcess, ServerProcess]
+  await eventually(
+    async () => (servers.every((s) => s.output().includes('"instances":["a","b"]')) ? true : undefined),
+    10_000,
+    'both instances to see each other',
+  )
+  const names = Array.from({ length: 6 }, (_, i) => `tick-${i}`)
+  const ownedByA = names.filter((n) => ownerOf(n, ['a', 'b']) === 'a')
+  t.ok(ownedByA.length > 0 && ownedByA.length < names.length, `a owns ${ownedByA.join(', ')}`)
+  for (const name of names)
+    await b.json('/schedules', {
+      method: 'POST',
+      body: { name, job: 'cache-clear', cron: '* * * * * *', overlap: 'allow' },
+    })
+  await new Promise((r) => setTimeout(r, 3000))
+  a.child.kill('SIGKILL')
+  const killedAt = Date.now()
+  await a.exited
+  await new Promise((r) => setTimeout(r, 12_000))
+  for (const name of names) await b.json(`/schedules/${name}`, { method: 'DELETE' })
+  await new Promise((r) => setTimeout(r, 1500))
+
+  for (const name of names) {
+    const runs = (await b.json<{ items: Run[] }>(`/runs?schedule=${name}&limit=500`)).items
+    const fires = runs.map((r) => Date.parse(String(r.scheduledFor))).sort((x, y) => x - y)
+    t.equal(new Set(fires).size, fires.length, `${name}: no fire claimed twice`)
+    const gaps = fires.slice(1).filter((f, i) => f - (fires[i] as number) !== 1000)
+    t.same(gaps, [], `${name}: every second claimed or settled`)
+    const later = runs.filter((r) => Date.parse(String(r.scheduledFor)) > killedAt + 4000)
+    t.ok(later.length >= 7, `${name}: ${later.length} fires after the takeover`)
+    t.ok(
+      later.every((r) => r.state !== 'skipped' && r.instance === 'b'),
+      `${name}: after the takeover every fire ran, on b`,
+    )
+    // Once a is no longer counted live (6 s), b owns everything and fires on time.
+    const settled = later.filter((r) => Date.parse(String(r.scheduledFor)) > killedAt + 9000)
+    t.ok(
+      settled.every((r) => Date.parse(r.queuedAt) - Date.parse(String(r.scheduledFor)) < 1000),
+      `${name}: on time again once b owns it`,
+    )
+  }
+  t.notMatch(b.output(), /unhandled|uncaught/i)
+})

@@ -23,6 +23,24 @@ const scheduleRow = (page: Page, name: string) => page.locator(`#schedules tr[da
 const runRow = (page: Page, id: number) => page.locator(`#runs tr[data-run="${id}"]`)
 const jobRow = (page: Page, name: string) => page.locator(`#jobs tr[data-job="${name}"]`)
 
+/** The names of the schedule rows shown, in order. */
+const shownSchedules = (page: Page) =>
+  page
+    .locator('#schedules tbody tr[data-schedule]')
+    .evaluateAll((rows) => rows.map((row) => row.getAttribute('data-schedule') ?? ''))
+
+/** Waits until the schedules table shows exactly these names, in this order. */
+async function waitForSchedules(page: Page, expected: string[], what: string): Promise<string[]> {
+  return await eventually(
+    async () => {
+      const shown = await shownSchedules(page)
+      return JSON.stringify(shown) === JSON.stringify(expected) ? shown : undefined
+    },
+    5000,
+    what,
+  )
+}
+
 async function newestRunId(app: FastifyInstance, job: string): Promise<number> {
   return await eventually(async () => (await app.inject(`/runs?job=${job}&limit=1`)).json().items[0]?.id)
 }
@@ -229,6 +247,127 @@ t.test('the dashboard, end to end', async (t) => {
     t.equal((await app.inject('/jobs/stuck')).json().concurrency, 1)
   })
 
+  t.test('schedules come a page at a time; search and filters are done by the API', async (t) => {
+    const names = Array.from({ length: 60 }, (_, i) => `bulk-${String(i + 1).padStart(3, '0')}`)
+    let cleaned = false
+    const removeAll = async () => {
+      for (const name of names) await app.inject({ method: 'DELETE', url: `/schedules/${name}` })
+      cleaned = true
+    }
+    t.teardown(async () => {
+      if (!cleaned) await removeAll() // this subtest failed half-way: leave the others the defaults
+    })
+    const created: number[] = []
+    for (const name of names) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/schedules',
+        payload: { name, job: 'cache-clear', cron: '0 0 1 1 *' },
+      })
+      created.push(res.statusCode)
+    }
+    t.ok(
+      created.every((code) => code === 201),
+      'the bulk schedules are created',
+    )
+    const listNames = async (query: string): Promise<string[]> =>
+      (await app.inject(`/schedules?${query}`)).json().items.map((s: { name: string }) => s.name)
+    const requested: URL[] = []
+    const onRequest = (request: { url(): string }) => {
+      const url = new URL(request.url())
+      if (url.pathname === '/schedules') requested.push(url)
+    }
+    page.on('request', onRequest)
+    // The filters, by their accessible names.
+    const filters = page.locator('#schedule-filters')
+    const scheduleFilter = (name: string) => filters.getByRole('combobox', { name, exact: true })
+    const search = filters.getByRole('searchbox', { name: 'Name contains', exact: true })
+    for (const name of ['Job', 'Health', 'Enabled']) t.equal(await scheduleFilter(name).count(), 1, name)
+    t.equal(await search.count(), 1, 'the search box')
+    t.teardown(() => {
+      page.off('request', onRequest)
+    })
+
+    // The first page only, by name; "More schedules" adds the rest.
+    await page.locator('#refresh-schedules').click()
+    const firstPage = await listNames('limit=50')
+    const shown = await waitForSchedules(page, firstPage, 'the first page of schedules')
+    t.equal(shown.length, 50, 'one page of 50 rows')
+    t.notOk(shown.includes('bulk-060'), 'not every schedule is fetched')
+    t.match(await page.locator('#schedules-shown').textContent(), '50 schedules shown; more follow')
+    requested.length = 0
+    await page.getByRole('button', { name: 'More schedules' }).click()
+    await waitForSchedules(page, await listNames('limit=1000'), 'every schedule, after More')
+    t.ok(
+      requested.some((url) => url.searchParams.has('cursor')),
+      'the next page is read with the cursor',
+    )
+    await page.locator('#more-schedules').waitFor({ state: 'hidden' })
+    t.ok(await scheduleRow(page, 'bulk-060').isVisible(), 'the last bulk schedule is shown')
+    t.ok(await scheduleRow(page, 'cache-clear').isVisible(), 'and the schedules after it')
+
+    // Searching by name: one request once typing pauses, not one per key.
+    requested.length = 0
+    await search.pressSequentially('bulk-05', { delay: 30 })
+    const fifties = names.filter((name) => name.startsWith('bulk-05'))
+    t.equal(fifties.length, 10)
+    await waitForSchedules(page, fifties, 'bulk-050 to bulk-059')
+    const searched = requested.filter((url) => url.searchParams.has('q'))
+    t.equal(searched.at(-1)?.searchParams.get('q'), 'bulk-05', 'q is sent')
+    t.equal(searched.at(-1)?.searchParams.get('limit'), '50', 'from the first page')
+    t.notOk(searched.at(-1)?.searchParams.has('cursor'), 'not from the page shown before')
+    t.ok(new Set(searched.map((url) => url.searchParams.get('q'))).size < 7, 'the search is debounced')
+    t.ok(await page.locator('#more-schedules').isHidden(), 'no More for one page')
+
+    // Health: none of the new schedules is late.
+    await search.fill('')
+    const late = page.waitForResponse((res) => new URL(res.url()).searchParams.get('health') === 'late')
+    await scheduleFilter('Health').selectOption('late')
+    t.equal((await late).status(), 200, 'health=late is sent')
+    const lateNames = await listNames('health=late&limit=50')
+    await waitForSchedules(page, lateNames, 'the late schedules')
+    t.notOk(
+      lateNames.some((name) => name.startsWith('bulk-')),
+      'no bulk schedule is late',
+    )
+    if (lateNames.length === 0) {
+      t.match(await page.locator('#schedules tbody').textContent(), 'No schedules match these filters.')
+    }
+
+    // Enabled, with a search.
+    await app.inject({ method: 'PATCH', url: '/schedules/bulk-007', payload: { enabled: false } })
+    await search.fill('bulk')
+    await scheduleFilter('Health').selectOption('')
+    const disabled = page.waitForResponse((res) => new URL(res.url()).searchParams.get('enabled') === 'false')
+    await scheduleFilter('Enabled').selectOption('false')
+    await disabled
+    await waitForSchedules(page, ['bulk-007'], 'the disabled bulk schedule')
+    t.equal(await scheduleRow(page, 'bulk-007').getByRole('switch').isChecked(), false)
+
+    // Job: the select lists the jobs; another job's schedules do not match.
+    await scheduleFilter('Enabled').selectOption('')
+    await search.fill('bulk-00')
+    const noughts = names.slice(0, 9)
+    await waitForSchedules(page, noughts, 'bulk-001 to bulk-009')
+    const scheduleJob = scheduleFilter('Job')
+    await scheduleJob.selectOption('cache-clear')
+    await eventually(async () =>
+      requested.at(-1)?.searchParams.get('job') === 'cache-clear' ? true : undefined,
+    )
+    await waitForSchedules(page, noughts, 'the bulk schedules of cache-clear')
+    await scheduleJob.selectOption('sleeper')
+    await waitForSchedules(page, [], 'no bulk schedule of sleeper')
+    t.match(await page.locator('#schedules tbody').textContent(), 'No schedules match these filters.')
+
+    // Back to no filter; the bulk schedules go, and the defaults are on the first page again.
+    await search.fill('')
+    await scheduleJob.selectOption('') // at once, with the emptied search
+    await removeAll()
+    await page.locator('#refresh-schedules').click()
+    await waitForSchedules(page, await listNames('limit=50'), 'the schedules without the bulk ones')
+    t.ok(await scheduleRow(page, 'cache-clear').isVisible())
+  })
+
   t.test('readable at 1280 px and at 390 px', async (t) => {
     // DASHBOARD_SCREENSHOT=docs/dashboard.png refreshes README's picture.
     const shot = process.env.DASHBOARD_SCREENSHOT
@@ -262,6 +401,7 @@ t.test('a viewer sees no buttons it may not use', async (t) => {
   t.equal(await page.getByRole('button', { name: 'Limits' }).count(), 0)
   t.equal(await page.getByRole('button', { name: 'Edit' }).count(), 0)
   t.ok(await scheduleRow(page, 'cache-clear').getByRole('switch').isDisabled(), 'switches are read-only')
+  t.ok(await page.getByLabel('Name contains').isEditable(), 'a viewer can search the schedules')
   await page.getByRole('button', { name: 'Forget' }).click()
   t.ok(await page.locator('#main').isHidden())
   t.equal(await page.evaluate(() => sessionStorage.getItem('steward-token')), null, 'the token is gone')

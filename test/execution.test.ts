@@ -283,7 +283,8 @@ t.test('catch-up after downtime, decided with an injected clock', async (t) => {
     insert into job_runs (job, schedule, trigger, state, args, scheduled_for, finished_at) values
       ('sleeper', 'nightly', 'schedule', 'succeeded', '{}', '2026-03-10T03:00:00Z', '2026-03-10T03:00:01Z'),
       ('sleeper', 'berlin', 'schedule', 'succeeded', '{}', '2026-03-27T01:30:00Z', '2026-03-27T01:30:01Z')`
-  const now = new Date('2026-03-31T12:00:00Z')
+  // Not on the hour: a fire due exactly now is on time, and runs as an ordinary fire.
+  const now = new Date('2026-03-31T11:59:00Z')
   const app = await buildTestApp(t, { jobs: allTestJobs, databaseUrl, clock: () => now })
 
   const nightly = await eventually(

@@ -274,9 +274,9 @@ t.test('two instances on one database run each fire exactly once', async (t) => 
   // b learns of the new schedule through LISTEN/NOTIFY.
   // A change made through one instance reaches the others within 2 s.
   await eventually(
-    async () => (b.scheduler.armed().includes('shared') ? true : undefined),
+    async () => (b.scheduler.upcoming().includes('shared') ? true : undefined),
     2000,
-    'b to arm the schedule',
+    'b to know the schedule',
   )
   await new Promise((r) => setTimeout(r, 3500))
   await a.inject({ method: 'DELETE', url: '/schedules/shared' })

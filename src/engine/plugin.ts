@@ -50,6 +50,7 @@ export default fp<EngineOptions>(
       jobs,
       settings: jobSettings,
       log,
+      instanceId: config.instanceId,
       clock,
     })
     const supervisor = createSupervisor({ sql, runs: runStore, runner, config, log })
@@ -86,7 +87,14 @@ export default fp<EngineOptions>(
       await supervisor.start()
       if (!config.schedulerEnabled) return
       await scheduler.start()
-      log.info({ schedules: scheduler.armed(), instance: config.instanceId }, 'scheduler started')
+      log.info(
+        {
+          upcoming: scheduler.upcoming().length,
+          instances: scheduler.instances(),
+          instance: config.instanceId,
+        },
+        'scheduler started',
+      )
     })
     // Stop firing first, then let running jobs finish (still heartbeating), then stop supervising.
     app.addHook('preClose', async () => {

@@ -94,6 +94,17 @@ export interface FireClaim {
   skip?: RunError | null
 }
 
+/**
+ * A schedule's next fire moved on by a claim: from the fire the claimer saw as next, to the first
+ * fire after the ones it claims (null: none). The move is a compare-and-set, so of several instances
+ * claiming the same fires one moves it, and only that one's fires are inserted.
+ */
+export interface Advance {
+  schedule: string
+  from: Date
+  to: Date | null
+}
+
 const fireKey = (schedule: string, at: Date) => `${schedule}@${at.getTime()}`
 
 /** How long a claim waits for another's locks, and how long its own may be held by a stalled client. */
@@ -188,25 +199,16 @@ export function createRunStore(sql: Sql) {
      * in one order by every instance, serialise that check per schedule across instances, and the
      * insert is its own statement, so it sees whatever committed while the locks were awaited.
      * The overlap check cannot see fires inserted by the same statement: give it at most one fire
-     * to run per schedule (fires that carry a `skip` may be added freely).
+     * to run per schedule (fires that carry a `skip` may be added freely). With `advances`, each
+     * schedule's next fire is moved on first, and the fires of a schedule whose move failed (another
+     * instance claimed them, or the schedule changed) are left out as taken.
      */
-    async claimFires(fires: FireClaim[]): Promise<FireOutcome[]> {
-      if (fires.length === 0) return []
-      const input = fires.map(({ run, overlap, skip }) => ({
-        job: run.job,
-        schedule: run.schedule,
-        trig: run.trigger,
-        max_attempts: run.maxAttempts,
-        args: run.args,
-        scheduled_for: run.scheduledFor.toISOString(),
-        then: run.then ?? null,
-        overlap,
-        ...(skip ? { skip } : {}),
-      }))
-      const names = [...new Set(fires.map((f) => f.run.schedule))]
+    async claimFires(all: FireClaim[], advances: Advance[] = []): Promise<FireOutcome[]> {
+      if (all.length === 0) return []
+      const names = [...new Set(all.map((f) => f.run.schedule))]
       // Read committed whatever the database's default: the insert must see what committed while
       // the locks were awaited. A claim never waits long, nor holds its locks while its client stalls:
-      // a fire it gives up on is settled later by the scheduler's check for missed fires.
+      // a fire it gives up on is found again by the scheduler's scan for overdue fires.
       const rows = await sql.begin('isolation level read committed', async (tx) => {
         await tx`
           select set_config('lock_timeout', ${CLAIM_LOCK_TIMEOUT}, true),
@@ -214,6 +216,30 @@ export function createRunStore(sql: Sql) {
         await tx`
           select count(pg_advisory_xact_lock(hashtext('steward.schedule'), k))
           from (select distinct hashtext(name) as k from unnest(${names}::text[]) as u(name) order by 1) keys`
+        let fires = all
+        if (advances.length > 0) {
+          const moved = await tx<{ name: string }[]>`
+            update schedules s set next_fire_at = a.next
+            from unnest(${advances.map((a) => a.schedule)}::text[],
+                        ${advances.map((a) => a.from.toISOString())}::timestamptz[],
+                        ${advances.map((a) => a.to?.toISOString() ?? null)}::timestamptz[]) as a(name, expected, next)
+            where s.name = a.name and s.next_fire_at = a.expected and s.enabled
+            returning s.name`
+          const won = new Set(moved.map((row) => row.name))
+          fires = all.filter((f) => won.has(f.run.schedule))
+          if (fires.length === 0) return [] as RunRow[]
+        }
+        const input = fires.map(({ run, overlap, skip }) => ({
+          job: run.job,
+          schedule: run.schedule,
+          trig: run.trigger,
+          max_attempts: run.maxAttempts,
+          args: run.args,
+          scheduled_for: run.scheduledFor.toISOString(),
+          then: run.then ?? null,
+          overlap,
+          ...(skip ? { skip } : {}),
+        }))
         return await tx<RunRow[]>`
           insert into job_runs (job, schedule, trigger, state, attempt, max_attempts, args, scheduled_for,
                                 finished_at, error, "then")
@@ -235,7 +261,7 @@ export function createRunStore(sql: Sql) {
           returning ${columns}`
       })
       const won = new Map(rows.map((row) => [fireKey(row.schedule as string, row.scheduledFor as Date), row]))
-      return fires.map(({ run }): FireOutcome => {
+      return all.map(({ run }): FireOutcome => {
         // A fire listed twice is won once: the second mention finds it taken.
         const key = fireKey(run.schedule, run.scheduledFor)
         const row = won.get(key)
@@ -473,34 +499,6 @@ export function createRunStore(sql: Sql) {
         parentId: failed.parentId,
         then: failed.then,
       })
-    },
-
-    /** Each schedule's latest claimed fire (run or skipped) before the given time. */
-    async lastFiresBefore(bounds: { schedule: string; before: Date }[]): Promise<Map<string, Date>> {
-      if (bounds.length === 0) return new Map()
-      const rows = await sql<{ schedule: string; last: Date | null }[]>`
-        select b.schedule, (
-          select max(scheduled_for) from job_runs r
-          where r.schedule = b.schedule and r.trigger in ('schedule', 'catch-up') and r.scheduled_for < b.before
-        ) as last
-        from unnest(${bounds.map((b) => b.schedule)}::text[], ${bounds.map((b) => b.before.toISOString())}::text[]::timestamptz[])
-          as b(schedule, before)`
-      return new Map(rows.filter((r) => r.last).map((r) => [r.schedule, r.last as Date]))
-    },
-
-    /** The fires claimed (run or skipped) of the given schedules in (from, to], as epoch ms. */
-    async firesBetween(names: string[], from: Date, to: Date): Promise<Map<string, number[]>> {
-      const rows = await sql<{ schedule: string; scheduledFor: Date }[]>`
-        select schedule, scheduled_for from job_runs
-        where schedule = any(${names}::text[]) and trigger in ('schedule', 'catch-up')
-          and scheduled_for > ${from} and scheduled_for <= ${to}`
-      const fires = new Map<string, number[]>()
-      for (const row of rows) {
-        const list = fires.get(row.schedule) ?? []
-        list.push(row.scheduledFor.getTime())
-        fires.set(row.schedule, list)
-      }
-      return fires
     },
 
     /** The newest run of each of the given schedules. */

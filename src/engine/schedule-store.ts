@@ -2,10 +2,12 @@
 // timezone, job, args) happens here, before anything is written.
 import type { Sql } from 'postgres'
 import { Conflict, InvalidInput, NotFound } from '../lib/errors.js'
+import { allOf, decodeNameCursor, encodeNameCursor, type Page } from '../lib/pagination.js'
 import { validateArgs } from './args.js'
 import { type ChainStep, validateChain } from './chains.js'
 import { CronError, type CronSchedule, parseCron } from './cron.js'
 import type { AnyJob, DefaultSchedule } from './job.js'
+import { cronIntervalMs, type Health, healthOf } from './schedule-health.js'
 
 export type Overlap = 'skip' | 'allow'
 export type CatchUp = 'none' | 'latest'
@@ -39,7 +41,37 @@ export interface ScheduleInput {
 
 export type SchedulePatch = Partial<Omit<ScheduleInput, 'name' | 'job'>>
 
+export interface ScheduleFilter {
+  job?: string
+  enabled?: boolean
+  health?: Health
+  /** Name contains (case-insensitive). */
+  q?: string
+}
+
+/** A schedule as the scheduler needs it: with the next fire nobody has claimed yet. */
+export interface DueSchedule extends Schedule {
+  nextFireAt: Date
+}
+
 type ScheduleRow = Omit<Schedule, 'createdAt' | 'updatedAt'> & { createdAt: Date; updatedAt: Date }
+
+const COLUMNS = [
+  'name',
+  'job',
+  'cron',
+  'timezone',
+  'args',
+  'enabled',
+  'overlap',
+  'catch_up',
+  'then',
+  'created_at',
+  'updated_at',
+]
+
+/** Schedules whose next fire or interval is computed per pass of fillUnknown(). */
+const FILL_CHUNK = 100
 
 const toSchedule = (row: ScheduleRow): Schedule => ({
   ...row,
@@ -60,6 +92,11 @@ export function compileCron(cron: string, timezone: string): CronSchedule {
 export const SCHEDULE_CHANNEL = 'steward_schedules'
 
 export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, defaultTimezone: string) {
+  const columns = sql(COLUMNS)
+  const prefixed = sql.unsafe(COLUMNS.map((c) => `s."${c}"`).join(', '))
+  /** Stored expressions this version rejects: left out of fillUnknown() after one complaint. */
+  const unusable = new Set<string>()
+
   function jobOf(name: string): AnyJob {
     const job = jobs.get(name)
     if (!job)
@@ -73,18 +110,72 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
   }
 
   async function get(name: string): Promise<Schedule> {
-    const [row] = await sql<ScheduleRow[]>`select * from schedules where name = ${name}`
+    const [row] = await sql<ScheduleRow[]>`select ${columns} from schedules where name = ${name}`
     if (!row) throw new NotFound(`schedule "${name}" does not exist`)
     return toSchedule(row)
   }
+
+  type DueRow = ScheduleRow & { nextFireAt: Date }
+  const toDue = (row: DueRow): DueSchedule => ({ ...toSchedule(row), nextFireAt: row.nextFireAt })
 
   return {
     get,
     notify,
 
-    async list(): Promise<Schedule[]> {
-      const rows = await sql<ScheduleRow[]>`select * from schedules order by name`
-      return rows.map(toSchedule)
+    /** Ordered by name, keyset-paginated on it; `now` is when health is judged. */
+    async list(
+      filter: ScheduleFilter,
+      limit: number,
+      cursor: string | undefined,
+      now: Date,
+    ): Promise<Page<Schedule>> {
+      const after = cursor === undefined ? null : decodeNameCursor(cursor)
+      const where = allOf(sql, [
+        filter.job !== undefined && sql`s.job = ${filter.job}`,
+        filter.enabled !== undefined && sql`s.enabled = ${filter.enabled}`,
+        filter.health !== undefined && sql`h.health = ${filter.health}`,
+        // The late ones are found through the late_at index, not by judging every schedule.
+        filter.health === 'late' && sql`s.enabled and s.late_at < ${now}`,
+        filter.q !== undefined && sql`strpos(lower(s.name), ${filter.q.toLowerCase()}) > 0`,
+        after !== null && sql`s.name > ${after}`,
+      ])
+      const rows = await sql<ScheduleRow[]>`
+        select ${prefixed} from schedules s
+        ${filter.health === undefined ? sql`` : sql`cross join ${healthOf(sql, jobs, now)}`}
+        where ${where} order by s.name limit ${limit + 1}`
+      const items = rows.slice(0, limit).map(toSchedule)
+      const last = items[items.length - 1]
+      return { items, nextCursor: rows.length > limit && last ? encodeNameCursor(last.name) : null }
+    },
+
+    /**
+     * The next fire of every enabled schedule of the given jobs: the stored one, or computed from
+     * its cron while no scheduler has stored it yet.
+     */
+    async nextFires(jobNames: string[], now: Date): Promise<Map<string, Date>> {
+      const rows = await sql<{ name: string; cron: string; timezone: string; nextFireAt: Date | null }[]>`
+        select name, cron, timezone, next_fire_at from schedules
+        where enabled and job = any(${jobNames}::text[])`
+      const fires = new Map<string, Date>()
+      for (const row of rows) {
+        if (row.nextFireAt) fires.set(row.name, row.nextFireAt)
+        else if (!unusable.has(row.name)) {
+          try {
+            fires.set(row.name, parseCron(row.cron, row.timezone).next(now))
+          } catch {
+            // A stored expression this version no longer accepts: no next fire to report.
+          }
+        }
+      }
+      return fires
+    },
+
+    /** The names of each job's schedules. */
+    async namesByJob(jobNames: string[]): Promise<Map<string, string[]>> {
+      const rows = await sql<{ job: string; names: string[] }[]>`
+        select job, array_agg(name order by name) as names from schedules
+        where job = any(${jobNames}::text[]) group by job`
+      return new Map(rows.map((row) => [row.job, row.names]))
     },
 
     async create(input: ScheduleInput): Promise<Schedule> {
@@ -94,12 +185,12 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
       const args = validateArgs(job.args, input.args ?? {})
       const then = validateChain(jobs, input.then)
       const rows = await sql<ScheduleRow[]>`
-        insert into schedules (name, job, cron, timezone, args, enabled, overlap, catch_up, "then")
+        insert into schedules (name, job, cron, timezone, args, enabled, overlap, catch_up, "then", interval_ms)
         values (${input.name}, ${job.name}, ${input.cron.trim()}, ${timezone}, ${sql.json(args as never)},
                 ${input.enabled ?? true}, ${input.overlap ?? 'skip'}, ${input.catchUp ?? 'latest'},
-                ${then ? sql.json(then as never) : null})
+                ${then ? sql.json(then as never) : null}, ${cronIntervalMs(input.cron, timezone, new Date())})
         on conflict (name) do nothing
-        returning *`
+        returning ${columns}`
       if (!rows[0]) throw new Conflict(`schedule "${input.name}" already exists; PATCH it instead`)
       await notify(input.name)
       return toSchedule(rows[0])
@@ -113,12 +204,15 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
       const args = validateArgs(job.args, next.args)
       // `then: null` removes the chain; left out, it is kept (and checked again: a job may be gone).
       const then = validateChain(jobs, next.then)
+      // A new cron, timezone or enabled drops the stored next fire (a trigger does it); the
+      // scheduler computes it again from this edit.
       const [row] = await sql<ScheduleRow[]>`
         update schedules set cron = ${next.cron.trim()}, timezone = ${next.timezone},
           args = ${sql.json(args as never)}, enabled = ${next.enabled}, overlap = ${next.overlap},
-          catch_up = ${next.catchUp}, "then" = ${then ? sql.json(then as never) : null}, updated_at = now()
+          catch_up = ${next.catchUp}, "then" = ${then ? sql.json(then as never) : null}, updated_at = now(),
+          interval_ms = ${cronIntervalMs(next.cron, next.timezone, new Date())}
         where name = ${name}
-        returning *`
+        returning ${columns}`
       if (!row) throw new NotFound(`schedule "${name}" does not exist`)
       await notify(name)
       return toSchedule(row)
@@ -128,6 +222,81 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
       const rows = await sql`delete from schedules where name = ${name} returning name`
       if (rows.length === 0) throw new NotFound(`schedule "${name}" does not exist`)
       await notify(name)
+    },
+
+    /**
+     * Enabled schedules of the given jobs whose next unclaimed fire is before `before`, soonest
+     * first: an index range scan, so its cost follows the fires in the range, not the schedules.
+     */
+    async due(before: Date, jobNames: string[], limit: number): Promise<DueSchedule[]> {
+      const rows = await sql<DueRow[]>`
+        select ${columns}, next_fire_at from schedules
+        where enabled and next_fire_at < ${before} and job = any(${jobNames}::text[])
+        order by next_fire_at limit ${limit}`
+      return rows.map(toDue)
+    },
+
+    /** The named schedules that are enabled and have a next fire, for the given jobs. */
+    async firing(names: string[], jobNames: string[]): Promise<DueSchedule[]> {
+      const rows = await sql<DueRow[]>`
+        select ${columns}, next_fire_at from schedules
+        where name = any(${names}::text[]) and enabled and next_fire_at is not null
+          and job = any(${jobNames}::text[])`
+      return rows.map(toDue)
+    },
+
+    /**
+     * Computes the next fire (and interval) of enabled schedules that have none yet: new rows
+     * written by SQL, edits, re-enabled schedules, rows from before this column existed. The next
+     * fire counts from the schedule's latest claimed fire or its last edit, whichever is newer, so
+     * fires missed before it was known (Steward was down) are found and settled by the scheduler.
+     * Rows are locked with SKIP LOCKED: instances starting together share the work. Returns how
+     * many schedules it filled, and those it could not (a stored cron this version rejects; they
+     * are not tried again by this process).
+     */
+    async fillUnknown(now: Date): Promise<{ filled: number; rejected: string[] }> {
+      let filled = 0
+      const rejected: string[] = []
+      for (;;) {
+        const done = await sql.begin(async (tx) => {
+          const rows = await tx<
+            { name: string; cron: string; timezone: string; since: Date; nextFireAt: Date | null }[]
+          >`
+            select s.name, s.cron, s.timezone, s.next_fire_at,
+                   greatest(s.updated_at, (select max(r.scheduled_for) from job_runs r
+                                           where r.schedule = s.name and r.trigger in ('schedule', 'catch-up'))) as since
+            from schedules s
+            where s.enabled and (s.next_fire_at is null or s.interval_ms is null)
+              and s.name <> all(${[...unusable]}::text[])
+            order by s.name limit ${FILL_CHUNK} for update of s skip locked`
+          const computed: { name: string; next: string; interval: number | null }[] = []
+          for (const row of rows) {
+            try {
+              const cron = parseCron(row.cron, row.timezone)
+              const next = row.nextFireAt ?? cron.next(row.since)
+              computed.push({
+                name: row.name,
+                next: next.toISOString(),
+                interval: cronIntervalMs(row.cron, row.timezone, now),
+              })
+            } catch {
+              unusable.add(row.name)
+              rejected.push(row.name)
+            }
+          }
+          if (computed.length > 0)
+            await tx`
+              update schedules s set next_fire_at = c.next, interval_ms = c.interval
+              from unnest(${computed.map((c) => c.name)}::text[], ${computed.map((c) => c.next)}::timestamptz[],
+                          ${computed.map((c) => c.interval)}::bigint[]) as c(name, next, interval)
+              where s.name = c.name`
+          filled += computed.length
+          return rows.length < FILL_CHUNK
+        })
+        if (done) return { filled, rejected }
+        // Let the event loop breathe between chunks: thousands of new schedules cost ~0.3 ms each.
+        await new Promise((resolve) => setImmediate(resolve))
+      }
     },
 
     /**
@@ -144,9 +313,10 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
           // A default chain whose jobs are not all registered here is left out, not an error.
           const then = def.then?.every((step) => jobs.has(step.job)) ? validateChain(jobs, def.then) : null
           await tx`
-            insert into schedules (name, job, cron, timezone, args, "then")
+            insert into schedules (name, job, cron, timezone, args, "then", interval_ms)
             values (${def.name}, ${def.job}, ${def.cron}, ${defaultTimezone}, ${tx.json((def.args ?? {}) as never)},
-                    ${then ? tx.json(then as never) : null})
+                    ${then ? tx.json(then as never) : null},
+                    ${cronIntervalMs(def.cron, defaultTimezone, new Date())})
             on conflict (name) do nothing`
           return true
         })

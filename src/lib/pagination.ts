@@ -20,6 +20,18 @@ export function decodeCursor(cursor: string): number {
   return Number(match[1])
 }
 
+/** A cursor for lists ordered by a unique name instead of an id. */
+export function encodeNameCursor(name: string): string {
+  return Buffer.from(`name:${name}`).toString('base64url')
+}
+
+export function decodeNameCursor(cursor: string): string {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8')
+  if (!text.startsWith('name:') || text.length > 300)
+    throw new CursorError('cursor is not one this server issued; use nextCursor from a previous page')
+  return text.slice('name:'.length)
+}
+
 /**
  * The filters that apply (`false` entries are the ones left unset), joined with `and`; `true`
  * when none do. Keyset lists build their `where` with it.

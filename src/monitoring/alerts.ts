@@ -19,10 +19,11 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import type { Config } from '../config.js'
 import { type Run, toRun } from '../engine/run-store.js'
+import type { HealthReport, ScheduleHealth } from '../engine/schedule-health.js'
 import type { Schedule, ScheduleStore } from '../engine/schedule-store.js'
+import { NotFound } from '../lib/errors.js'
 import type { JsonValue } from '../lib/json.js'
 import { createAlertDelivery } from './alert-delivery.js'
-import type { HealthReport, ScheduleHealth } from './schedule-health.js'
 
 export type AlertKind =
   | 'run_failed'
@@ -227,15 +228,23 @@ export function createAlerts({ sql, schedules, health, config, log }: AlertsDeps
     )
   }
 
+  /** The schedule, or null when it was deleted meanwhile. */
+  const scheduleOrNull = (name: string) =>
+    schedules.get(name).catch((err: unknown) => {
+      if (err instanceof NotFound) return null
+      throw err
+    })
+
   /** Resolves open late incidents of schedules no longer late (deleted ones included). */
-  async function resolveRecovered(list: Schedule[], reports: Map<string, HealthReport>): Promise<void> {
-    const late = list.filter((s) => reports.get(s.name)?.health === 'late').map((s) => s.name)
+  async function resolveRecovered(late: string[]): Promise<void> {
     const resolved = await sql<{ incident: string; schedule: string }[]>`
       update alerts set resolved_at = now()
       where kind = 'schedule_late' and resolved_at is null and schedule <> all(${late}::text[])
       returning incident, schedule`
+    if (resolved.length === 0) return
+    const reports = await health.evaluate({ names: resolved.map((r) => r.schedule) })
     for (const { incident, schedule: name } of resolved) {
-      const schedule = list.find((s) => s.name === name)
+      const schedule = await scheduleOrNull(name)
       const report = reports.get(name)
       const state = schedule ? (report?.health ?? 'ok') : 'deleted'
       await record(
@@ -253,14 +262,18 @@ export function createAlerts({ sql, schedules, health, config, log }: AlertsDeps
     }
   }
 
+  /** Opens an incident for each schedule that became late, and resolves those that recovered. */
   async function checkSchedules(): Promise<void> {
-    const list = await schedules.list()
-    const reports = await health.evaluate(list)
-    for (const schedule of list) {
-      const report = reports.get(schedule.name)
-      if (report?.health === 'late') await openLate(schedule, report)
+    const late = await health.evaluate({ only: ['late'] })
+    const open = await sql<{ schedule: string }[]>`
+      select schedule from alerts where kind = 'schedule_late' and resolved_at is null`
+    const known = new Set(open.map((row) => row.schedule))
+    for (const report of late.values()) {
+      if (known.has(report.name)) continue
+      const schedule = await scheduleOrNull(report.name)
+      if (schedule) await openLate(schedule, report)
     }
-    await resolveRecovered(list, reports)
+    await resolveRecovered([...late.keys()])
   }
 
   async function deliverDue(): Promise<void> {

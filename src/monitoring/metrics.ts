@@ -10,7 +10,7 @@
 //   statement that changes runs, and are true counters (pruning does not lower them), so
 //   `increase(steward_runs_total{state="failed"}[1h])` works;
 // - queued and running: the few unfinished rows, through the (state, id) index;
-// - last success and health per schedule: two probes per schedule of job_runs_schedule_outcome;
+// - last success, health and next fire per schedule: one scan of schedules, whose rows keep them;
 // - backups: the backups table, which retention keeps small. "The newest backup of a database" means
 //   its newest database file (scope database): the roles file (globals.sql) of each set is recorded
 //   under the database it was dumped through, and counts only in stored bytes and anomalies.
@@ -19,12 +19,11 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
-import { parseCron } from '../engine/cron.js'
 import type { AnyJob } from '../engine/job.js'
 import type { Run } from '../engine/run-store.js'
 import type { Runner } from '../engine/runner.js'
+import { HEALTH_STATES, type ScheduleHealth } from '../engine/schedule-health.js'
 import type { ScheduleStore } from '../engine/schedule-store.js'
-import { HEALTH_STATES, type ScheduleHealth } from './schedule-health.js'
 
 export interface MetricsDeps {
   sql: Sql
@@ -188,26 +187,22 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
   }
 
   async function readSchedules(): Promise<void> {
-    const list = await schedules.list()
     const now = health.clock()
-    const reports = await health.evaluate(list, now)
+    const [reports, fires] = await Promise.all([
+      health.evaluate({}, now),
+      schedules.nextFires([...jobs.keys()], now),
+    ])
     lastSuccess.reset()
     nextFire.reset()
     scheduleHealth.reset()
-    for (const schedule of list) {
-      const report = reports.get(schedule.name)
-      if (report?.lastSuccessAt) lastSuccess.set({ schedule: schedule.name }, seconds(report.lastSuccessAt))
+    for (const report of reports.values()) {
+      const schedule = { schedule: report.name }
+      if (report.lastSuccessAt) lastSuccess.set(schedule, seconds(report.lastSuccessAt))
       for (const state of HEALTH_STATES) {
-        scheduleHealth.set({ schedule: schedule.name, health: state }, report?.health === state ? 1 : 0)
-      }
-      if (!schedule.enabled || !jobs.has(schedule.job)) continue
-      try {
-        const [next] = parseCron(schedule.cron, schedule.timezone).nextRuns(1, now)
-        if (next) nextFire.set({ schedule: schedule.name }, seconds(next))
-      } catch {
-        // A stored expression this version no longer accepts: no next fire to report.
+        scheduleHealth.set({ ...schedule, health: state }, report.health === state ? 1 : 0)
       }
     }
+    for (const [name, at] of fires) nextFire.set({ schedule: name }, seconds(at))
   }
 
   async function readBackups(): Promise<void> {

@@ -1,10 +1,10 @@
 // Observability: schedule health, Prometheus metrics and webhook alerts, started with the app and
 // stopped when it closes. GET /events streams the engine's run change feed (event-streams.ts).
 import fp from 'fastify-plugin'
+import { createScheduleHealth, type ScheduleHealth } from '../engine/schedule-health.js'
 import { type Alerts, createAlerts } from './alerts.js'
 import { createEventStreams, type EventStreams } from './event-streams.js'
 import { createMetrics, type Metrics } from './metrics.js'
-import { createScheduleHealth, type ScheduleHealth } from './schedule-health.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -15,14 +15,17 @@ const JobName = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }
 
 async function describeJobs(app: FastifyInstance, list: AnyJob[]) {
   const names = list.map((j) => j.name)
-  const [schedules, lastRuns] = await Promise.all([app.scheduleStore.list(), app.runStore.lastByJob(names)])
+  const [schedules, lastRuns] = await Promise.all([
+    app.scheduleStore.namesByJob(names),
+    app.runStore.lastByJob(names),
+  ])
   return list.map((job) => ({
     name: job.name,
     description: job.description,
     argsSchema: job.args as unknown as Record<string, unknown>,
     ...app.jobSettings.limits(job),
     defaults: defaultLimits(job),
-    schedules: schedules.filter((s) => s.job === job.name).map((s) => s.name),
+    schedules: schedules.get(job.name) ?? [],
     lastRun: (lastRuns.get(job.name) ?? null) as Run | null,
   }))
 }

@@ -4,7 +4,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
-import { errors, Page, Timestamp } from '../../lib/schemas.js'
+import { Cursor, errors, Page, Timestamp } from '../../lib/schemas.js'
+import { HEALTH_STATES } from '../schedule-health.js'
 import { compileCron, type Schedule } from '../schedule-store.js'
 import {
   Count,
@@ -17,13 +18,38 @@ import {
 
 const NameParams = Type.Object({ name: ScheduleName })
 const CountQuery = Type.Object({ count: Type.Optional(Count) }, { additionalProperties: false })
+const ListQuery = Type.Object(
+  {
+    limit: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Page size (1-1000).' }),
+    ),
+    cursor: Type.Optional(Cursor),
+    job: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 100, description: 'Only schedules of this job.' }),
+    ),
+    enabled: Type.Optional(
+      Type.Boolean({ description: 'Only enabled (true) or disabled (false) schedules.' }),
+    ),
+    health: Type.Optional(Type.Enum([...HEALTH_STATES], { description: 'Only schedules in this health.' })),
+    q: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 63,
+        description: 'Only schedules whose name contains this (any case).',
+      }),
+    ),
+    count: Type.Optional(Count),
+  },
+  { additionalProperties: false },
+)
 const ScheduleRef = Type.Ref('Schedule')
 
 /** A schedule as the API shows it: with its next fire time(s) and last run. */
 async function present(app: FastifyInstance, list: Schedule[], count?: number) {
+  const names = list.map((s) => s.name)
   const [lastRuns, health] = await Promise.all([
-    app.runStore.lastBySchedule(list.map((s) => s.name)),
-    app.scheduleHealth.evaluate(list),
+    app.runStore.lastBySchedule(names),
+    app.scheduleHealth.evaluate({ names }),
   ])
   return list.map((schedule) => {
     const { createdAt: _, ...rest } = schedule
@@ -39,18 +65,6 @@ async function present(app: FastifyInstance, list: Schedule[], count?: number) {
   })
 }
 
-const byNextFire = (
-  a: { nextRunAt: string | null; name: string },
-  b: { nextRunAt: string | null; name: string },
-) =>
-  a.nextRunAt === b.nextRunAt
-    ? a.name.localeCompare(b.name)
-    : a.nextRunAt === null
-      ? 1
-      : b.nextRunAt === null
-        ? -1
-        : a.nextRunAt.localeCompare(b.nextRunAt)
-
 const schedules: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/schedules',
@@ -58,16 +72,18 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['schedules'],
         operationId: 'listSchedules',
-        summary: 'Every schedule, soonest next fire first',
+        summary: 'List schedules by name, a page at a time',
         description:
-          'Disabled schedules (and those whose job is not registered) have nextRunAt null and come last.',
-        querystring: CountQuery,
+          'Ordered by name; pass nextCursor as cursor for the next page. Disabled schedules (and ' +
+          'those whose job is not registered) have nextRunAt null.',
+        querystring: ListQuery,
         response: { 200: Page(ScheduleRef), ...errors(400) },
       },
     },
     async (request) => {
-      const items = await present(app, await app.scheduleStore.list(), request.query.count)
-      return { items: items.sort(byNextFire), nextCursor: null }
+      const { limit = 100, cursor, count, ...filter } = request.query
+      const page = await app.scheduleStore.list(filter, limit, cursor, app.scheduleHealth.clock())
+      return { items: await present(app, page.items, count), nextCursor: page.nextCursor }
     },
   )
 

@@ -1,0 +1,127 @@
+// Schedule health: is each schedule doing its chore? `late` when its last success is older than
+// twice its interval plus its job's timeout, `failing` when its latest finished run failed, else
+// `ok`. Shown on GET /schedules (and filtered on there), exported as a metric, and watched by the
+// alert loop. The rule is one SQL expression over columns the schedules table keeps (interval_ms,
+// and the latest outcomes, maintained by a trigger on job_runs), so judging 10,000 schedules is one
+// scan and filtering by health can page.
+import type { PendingQuery, Row, Sql } from 'postgres'
+import { parseCron } from './cron.js'
+import type { AnyJob } from './job.js'
+
+export const HEALTH_STATES = ['ok', 'late', 'failing'] as const
+export type Health = (typeof HEALTH_STATES)[number]
+
+export interface HealthReport {
+  name: string
+  health: Health
+  /** Since when the schedule has been expected to succeed: its last success, or its last edit. */
+  since: Date
+  /** How long after `since` it becomes late; null when it is not expected to fire. */
+  allowanceMs: number | null
+  /** finished_at of the newest succeeded run of the schedule. */
+  lastSuccessAt: Date | null
+  lastSuccessId: number | null
+  lastFailureId: number | null
+}
+
+/** How many upcoming gaps are looked at: crons such as "0 0 1 * 1" have uneven gaps. */
+const GAPS = 4
+
+/**
+ * The schedule's interval: the widest gap between its next few fires. Null when it cannot be
+ * computed (a stored expression this version no longer accepts).
+ */
+export function cronIntervalMs(cron: string, timezone: string, now: Date): number | null {
+  try {
+    const fires = parseCron(cron, timezone).nextRuns(GAPS + 1, now)
+    let widest = 0
+    for (let i = 1; i < fires.length; i++) {
+      widest = Math.max(widest, (fires[i] as Date).getTime() - (fires[i - 1] as Date).getTime())
+    }
+    return widest > 0 ? widest : null
+  } catch {
+    return null
+  }
+}
+
+/**
+ * A lateral subquery giving `health`, `since` and `allowance_ms` for the schedules row aliased `s`,
+ * at `now`. Lateness is counted from the last success or the schedule's last edit, whichever is
+ * newer, so a schedule just created (or re-enabled) is not late before it had time to run; a
+ * disabled schedule, or one whose job is not registered here, is never late. Runs that were
+ * cancelled or skipped say nothing about health.
+ */
+export function healthOf(sql: Sql, jobs: Map<string, AnyJob>, now: Date): PendingQuery<Row[]> {
+  const names = [...jobs.keys()]
+  const timeouts = names.map((name) => jobs.get(name)?.timeoutMs ?? 0)
+  // late_at (kept by a trigger) is greatest(updated_at, last_success_at) + 2 × interval_ms.
+  return sql`
+    lateral (
+      select case
+               when s.enabled and s.late_at + a.timeout_ms * interval '1 millisecond' < ${now}::timestamptz
+                 then 'late'
+               when coalesce(s.last_failure_id, 0) > coalesce(s.last_success_id, 0) then 'failing'
+               else 'ok'
+             end as health,
+             greatest(s.updated_at, s.last_success_at) as since,
+             case when s.enabled then 2 * s.interval_ms + a.timeout_ms end as allowance_ms
+      from (
+        select (select j.timeout_ms from unnest(${names}::text[], ${timeouts}::bigint[]) as j(name, timeout_ms)
+                where j.name = s.job) as timeout_ms
+      ) a
+    ) h`
+}
+
+interface HealthRow {
+  name: string
+  health: Health
+  since: Date
+  allowanceMs: string | null
+  lastSuccessAt: Date | null
+  lastSuccessId: string | null
+  lastFailureId: string | null
+}
+
+const orNull = (value: string | null) => (value === null ? null : Number(value))
+
+export function createScheduleHealth(sql: Sql, jobs: Map<string, AnyJob>, clock: () => Date) {
+  return {
+    clock,
+
+    /** The health of the named schedules, or of every schedule (optionally only those in `only`). */
+    async evaluate(
+      which: { names?: string[]; only?: Health[] } = {},
+      now = clock(),
+    ): Promise<Map<string, HealthReport>> {
+      if (which.names?.length === 0) return new Map()
+      const rows = await sql<HealthRow[]>`
+        select s.name, h.health, h.since, h.allowance_ms, s.last_success_at, s.last_success_id,
+               s.last_failure_id
+        from schedules s cross join ${healthOf(sql, jobs, now)}
+        where ${which.names ? sql`s.name = any(${which.names}::text[])` : sql`true`}
+          and ${which.only ? sql`h.health = any(${which.only}::text[])` : sql`true`}
+          and ${
+            // Only late ones wanted: an index range scan finds the candidates.
+            which.only?.length === 1 && which.only[0] === 'late'
+              ? sql`s.enabled and s.late_at < ${now}`
+              : sql`true`
+          }`
+      return new Map(
+        rows.map((r) => [
+          r.name,
+          {
+            name: r.name,
+            health: r.health,
+            since: r.since,
+            allowanceMs: orNull(r.allowanceMs),
+            lastSuccessAt: r.lastSuccessAt,
+            lastSuccessId: orNull(r.lastSuccessId),
+            lastFailureId: orNull(r.lastFailureId),
+          },
+        ]),
+      )
+    },
+  }
+}
+
+export type ScheduleHealth = ReturnType<typeof createScheduleHealth>
