@@ -83,8 +83,9 @@ export async function claimOverhead(bench: Bench): Promise<Result> {
     section: `One Steward schedule (\`* * * * * *\`, the no-op job, in-process \`buildApp\`) and one node-cron task
 (\`createTask('* * * * * *', fn)\`) fire every second in the same process for ${WINDOW_S} s. Measured: the time
 from the instant the fire was due to the start of the function (Steward: the job's body; node-cron: the
-callback). Steward's path is node-cron's timer, then a transaction (advisory lock, overlap check, insert
-under the unique key), then \`queued → running\`, then the body.
+callback). Steward's path is a timer armed for the schedule's next fire (computed with node-cron's
+matcher and kept in the database), then a transaction (advisory lock, compare-and-set of the schedule's
+next fire, overlap check, insert under the unique key), then \`queued → running\`, then the body.
 
 ${table(['fire → function start', 'fires', 'p50', 'p90', 'p99', 'max'], [line('node-cron direct', direct), line('Steward, with the claim', claimed), line('(Steward, due → `started_at` in the row)', dbStart)])}
 

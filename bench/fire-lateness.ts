@@ -227,13 +227,13 @@ ${table(
 
 ${met ? '**Goal met.**' : '**Goal missed** (see the row that misses it above).'} All ${SCHEDULES} schedules are due at the same instant.
 Fires that come due in the same turn of the event loop are claimed together (\`claimFires\` in
-\`src/engine/run-store.ts\`): one transaction takes the schedules' advisory locks in one order and inserts
-every fire under the unique key (schedule, scheduled_for) with its overlap check, then one update marks
-the winners running and their jobs start. "Due → claim begins" (the claim transaction's \`now()\` minus
-the due time) is timer and event-loop delay; "first fire of each instant" is the earliest job start of an
-instant. With 3 instances each one tries every fire of an instant; the first to take the locks wins
-them all and the others, once it commits, find them taken, so which instance runs an instant's fires
-varies from instant to instant.
+\`src/engine/run-store.ts\`): one transaction takes the schedules' advisory locks in one order, moves each
+schedule's next fire on (a compare-and-set) and inserts every fire under the unique key (schedule,
+scheduled_for) with its overlap check; then the runner starts them as slots allow. "Due → claim begins"
+(the claim transaction's \`now()\` minus the due time) is timer and event-loop delay; "first fire of each
+instant" is the earliest job start of an instant. With 3 instances each schedule's fires are timed by
+one owner, the live instance with the highest hash of (instance, schedule), so each instance claims
+about a third of an instant's fires; the others only step in when a fire is 1.5 s overdue.
 The machine's load average is given at the top: other engineers' test suites share these two cores.`,
   }
 }

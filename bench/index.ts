@@ -15,6 +15,7 @@ import { type Bench, log, machine, QUICK, type Result, ROOT, startBench, table }
 import { pgBoss } from './pg-boss.js'
 import { renderReport } from './report.js'
 import { runHistory } from './run-history.js'
+import { scale } from './scale.js'
 import { trigger } from './trigger.js'
 
 const BENCHMARKS: [string, (bench: Bench) => Promise<Result>][] = [
@@ -27,6 +28,7 @@ const BENCHMARKS: [string, (bench: Bench) => Promise<Result>][] = [
   ['backup-offsite', backupOffsite],
   ['download', download],
   ['footprint', footprint],
+  ['scale', scale],
 ]
 
 async function main(): Promise<number> {
@@ -59,7 +61,7 @@ async function main(): Promise<number> {
         for (const benchmark of benchmarks) await runOne(benchmark)
       }
       await Promise.all([
-        runLane(lane(['fire-lateness', 'run-history', 'trigger'])),
+        runLane(lane(['fire-lateness', 'run-history', 'trigger', 'scale'])),
         runLane(lane(['pg-boss', 'claim-overhead', 'backup', 'backup-offsite', 'download', 'footprint'])),
       ])
     } else {

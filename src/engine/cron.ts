@@ -1,8 +1,9 @@
 // Cron expressions: the one place they are parsed, validated and evaluated.
 //
 // Parsing and validation are ours, so that crontab(5) syntax is accepted and errors name the field at
-// fault. Evaluation and firing are node-cron's, so the next-run times we report are exactly the
-// instants node-cron's scheduler fires, DST handling included. node-cron ANDs day-of-month with
+// fault. Evaluation is node-cron's matcher, the one its own scheduler fires by, DST handling
+// included; the scheduler (scheduler.ts) times fires from it and from the database, not with one
+// node-cron task per schedule. node-cron ANDs day-of-month with
 // day-of-week, whereas crontab ORs them when both are restricted; we get the crontab behaviour by
 // splitting such an expression into two node-cron patterns and merging their fires.
 //
@@ -13,7 +14,7 @@
 //   so "*/15 * * * *" pauses for the repeated hour. West of UTC the first pass fires, east of UTC
 //   (e.g. Europe/Berlin) the second.
 
-import { type CronFieldError, createTask, type Logger, type ScheduledTask, validateDetailed } from 'node-cron'
+import { type CronFieldError, createTask, type Logger, validateDetailed } from 'node-cron'
 import { isValidTimezone } from '../lib/timezone.js'
 
 export type CronField =
@@ -49,24 +50,6 @@ export interface CronSchedule {
   /** The latest `limit` fires in (from, to], ascending. */
   between(from: Date, to: Date, limit: number): Date[]
 }
-
-export interface CronHandlers {
-  onFire(scheduledFor: Date): void | Promise<void>
-  onMissed?(scheduledFor: Date): void | Promise<void>
-  onError?(err: unknown): void
-}
-
-export interface CronTimer {
-  stop(): void
-}
-
-export interface StartCronOptions {
-  /** How late (ms) node-cron may run a fire before reporting it as missed instead. */
-  missedToleranceMs?: number
-}
-
-/** node-cron's default (1 s) turns any short event-loop stall into a missed fire. */
-const DEFAULT_MISSED_TOLERANCE_MS = 60_000
 
 /**
  * Upper bound on next-run evaluations per call. One evaluation costs ~30-70 µs (node-cron formats
@@ -384,9 +367,26 @@ class NodeCronSchedule implements CronSchedule {
   }
 }
 
+/**
+ * Parsed expressions, which are immutable: schedules often share one, and the scheduler evaluates a
+ * schedule's expression at each of its fires. Parsing costs ~0.2 ms (node-cron builds a task).
+ */
+const parsed = new Map<string, CronSchedule>()
+const PARSED_MAX = 5000
+
 /** Parses and validates `expression` for `timezone` (IANA name). Throws CronError. */
 export function parseCron(expression: string, timezone: string): CronSchedule {
   if (typeof expression !== 'string') throw new CronError('expression', 'expression must be a string')
+  const key = `${timezone}\n${expression}`
+  const known = parsed.get(key)
+  if (known) return known
+  const schedule = parseUncached(expression, timezone)
+  if (parsed.size >= PARSED_MAX) parsed.delete(parsed.keys().next().value as string)
+  parsed.set(key, schedule)
+  return schedule
+}
+
+function parseUncached(expression: string, timezone: string): CronSchedule {
   if (!isValidTimezone(timezone)) throw new CronError('timezone', `unknown timezone "${timezone}"`)
   const raw = splitFields(expression)
   const specs = raw.length === 6 ? SIX_FIELDS : FIVE_FIELDS
@@ -395,66 +395,4 @@ export function parseCron(expression: string, timezone: string): CronSchedule {
   for (const pattern of patterns) checkWithNodeCron(pattern, raw)
   const matchers = patterns.map((pattern) => matcherFor(pattern, timezone))
   return new NodeCronSchedule(expression, timezone, Object.freeze(patterns), matchers)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Firing through node-cron's scheduler
-
-/** Runs a handler call without letting its error (thrown or rejected) reach node-cron. */
-async function callSafely(call: () => void | Promise<void>, report: (err: unknown) => void): Promise<void> {
-  try {
-    await call()
-  } catch (err) {
-    report(err)
-  }
-}
-
-/**
- * Fires `handlers.onFire(scheduledFor)` at each fire time of `schedule`, using one node-cron task per
- * pattern; an instant matched by both OR branches fires once. Slots node-cron reports as missed (the
- * event loop was blocked past them for longer than the tolerance, or past the next slot) go to
- * `handlers.onMissed` instead. Handler errors, thrown or rejected, go to `handlers.onError`.
- */
-export function startCron(
-  schedule: CronSchedule,
-  handlers: CronHandlers,
-  opts: StartCronOptions = {},
-): CronTimer {
-  const report = (err: unknown) => {
-    try {
-      handlers.onError?.(err)
-    } catch {
-      // The error handler itself failed; there is nowhere left to report to.
-    }
-  }
-  const options = {
-    timezone: schedule.timezone,
-    logger: silentLogger,
-    missedExecutionTolerance: opts.missedToleranceMs ?? DEFAULT_MISSED_TOLERANCE_MS,
-  }
-  const tasks: ScheduledTask[] = []
-  for (const pattern of schedule.patterns) {
-    // An instant matched by both OR branches is reported by the first branch only. Both branches
-    // share their time-of-day fields, so the first one fires (or misses) that instant too.
-    const earlier = [...tasks]
-    const owns = (d: Date) => !earlier.some((task) => task.match(d))
-    const task = createTask(
-      pattern,
-      (ctx) => {
-        if (owns(ctx.date)) void callSafely(() => handlers.onFire(ctx.date), report)
-      },
-      options,
-    )
-    task.on('execution:missed', (ctx) => {
-      if (handlers.onMissed && owns(ctx.date)) void callSafely(() => handlers.onMissed?.(ctx.date), report)
-    })
-    tasks.push(task)
-  }
-  for (const task of tasks) void task.start()
-  return {
-    stop() {
-      // destroy() also stops the task and removes it from node-cron's global registry.
-      for (const task of tasks) void task.destroy()
-    },
-  }
 }

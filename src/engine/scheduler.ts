@@ -44,8 +44,12 @@ export const DEFAULT_TIMING: SchedulerTiming = {
   instanceTtlMs: 6_000,
 }
 
-/** A fire claimed later than this counts as missed (run only by catchUp 'latest', as a catch-up). */
-const ON_TIME_MS = 60_000
+/**
+ * A fire claimed later than this was missed: it is recorded as skipped, except that with catchUp
+ * 'latest' the newest missed fire runs (as a catch-up) when no fire on time follows it. Fires
+ * claimed sooner run as ordinary fires, however many of them (a stalled owner, a takeover).
+ */
+const MISSED_AFTER_MS = 3_000
 
 /** At most this many missed fires of one gap are recorded, the latest ones. */
 const MAX_MISSED_RECORDED = 100
@@ -55,6 +59,10 @@ const LOAD_LIMIT = 5_000
 const OVERDUE_LIMIT = 100
 
 const MISSED: RunError = { code: 'missed', message: 'no instance could fire it at the time' }
+const OVERLAPPED: RunError = {
+  code: 'overlap',
+  message: 'an earlier fire of this schedule, claimed at the same time, was still queued',
+}
 
 export interface SchedulerDeps {
   sql: Sql
@@ -238,9 +246,9 @@ export function createScheduler(deps: SchedulerDeps) {
   }
 
   /**
-   * Claims every fire of the given schedules from their next fire up to now, in one transaction. The
-   * latest fire runs (as an ordinary fire when on time); older ones were missed, and are recorded as
-   * skipped. Each schedule's next fire then moves past now, unless another instance moved it first.
+   * Claims every fire of the given schedules from their next fire up to now, in one transaction:
+   * those due in the last few seconds run, older ones were missed (see MISSED_AFTER_MS). Each
+   * schedule's next fire then moves past now, unless another instance moved it first.
    */
   async function claimBatch(batch: DueSchedule[]): Promise<void> {
     const now = clock()
@@ -263,17 +271,25 @@ export function createScheduler(deps: SchedulerDeps) {
       const next = cron.next(upTo)
       advances.push({ schedule: schedule.name, from, to: next })
       claimed.push({ schedule, next })
-      const latest = due[due.length - 1]
-      if (latest && (due.length > 1 || now.getTime() - latest.getTime() > ON_TIME_MS))
+      const cutoff = now.getTime() - MISSED_AFTER_MS
+      const missed = due.filter((at) => at.getTime() < cutoff)
+      const onTime = due.filter((at) => at.getTime() >= cutoff)
+      const latestMissed = missed[missed.length - 1]
+      if (latestMissed)
         log.warn(
-          { schedule: schedule.name, missed: due.length, latest, catchUp: schedule.catchUp },
+          { schedule: schedule.name, missed: missed.length, latest: latestMissed, catchUp: schedule.catchUp },
           'settling missed fires',
         )
-      for (const at of due) {
-        const onTime = at === latest && now.getTime() - at.getTime() <= ON_TIME_MS
-        const runIt = onTime || (at === latest && schedule.catchUp === 'latest')
-        fires.push(fireOf(schedule, job, at, onTime ? 'schedule' : 'catch-up', runIt ? undefined : MISSED))
+      for (const at of missed) {
+        const catchUp = at === latestMissed && onTime.length === 0 && schedule.catchUp === 'latest'
+        fires.push(fireOf(schedule, job, at, 'catch-up', catchUp ? undefined : MISSED))
       }
+      // Several fires on time at once: one statement cannot see its own inserts, so with overlap
+      // 'skip' the first runs and the others are skipped as they would have been one by one.
+      onTime.forEach((at, i) => {
+        const overlapped = i > 0 && schedule.overlap === 'skip'
+        fires.push(fireOf(schedule, job, at, 'schedule', overlapped ? OVERLAPPED : undefined))
+      })
     }
     if (advances.length === 0) return
     let outcomes: Awaited<ReturnType<RunStore['claimFires']>>
