@@ -27,7 +27,6 @@ t.test('scrapes that arrive together are answered by one computation', async (t)
   }) as unknown as Sql
   const metrics = createMetrics({
     sql: counted,
-    schedules: app.scheduleStore,
     health: app.scheduleHealth,
     runner: app.runner,
     jobs: app.jobs,

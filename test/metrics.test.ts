@@ -178,7 +178,6 @@ t.test('a scrape (and the alert scan) at 200,000 runs reads no whole table', asy
   const health = createScheduleHealth(sql, jobs, () => new Date())
   const metrics = createMetrics({
     sql,
-    schedules: createScheduleStore(sql, jobs, 'UTC'),
     health,
     runner: { events: new EventEmitter() } as unknown as Runner,
     jobs,

@@ -86,12 +86,14 @@ export default fp<EngineOptions>(
       // be turned off per instance.
       await supervisor.start()
       if (!config.schedulerEnabled) return
+      const started = performance.now()
       await scheduler.start()
       log.info(
         {
           upcoming: scheduler.upcoming().length,
           instances: scheduler.instances(),
           instance: config.instanceId,
+          ms: Math.round(performance.now() - started),
         },
         'scheduler started',
       )

@@ -19,15 +19,14 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { parseCron } from '../engine/cron.js'
 import type { AnyJob } from '../engine/job.js'
 import type { Run } from '../engine/run-store.js'
 import type { Runner } from '../engine/runner.js'
 import { HEALTH_STATES, type ScheduleHealth } from '../engine/schedule-health.js'
-import type { ScheduleStore } from '../engine/schedule-store.js'
 
 export interface MetricsDeps {
   sql: Sql
-  schedules: ScheduleStore
   health: ScheduleHealth
   runner: Runner
   jobs: Map<string, AnyJob>
@@ -36,6 +35,26 @@ export interface MetricsDeps {
 }
 
 const seconds = (d: Date) => d.getTime() / 1000
+
+/** A label value as the exposition format wants it: backslash, double quote and newline escaped. */
+const labelValue = (value: string) => value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
+
+/** The next fire of an expression after `now`, in epoch seconds; null if this version rejects it. */
+function nextFire(cron: string, timezone: string, now: Date): number | null {
+  try {
+    return seconds(parseCron(cron, timezone).next(now))
+  } catch {
+    return null
+  }
+}
+
+const LAST_SUCCESS = 'steward_schedule_last_success_timestamp_seconds'
+const NEXT_FIRE = 'steward_schedule_next_fire_timestamp_seconds'
+const HEALTH = 'steward_schedule_health'
+
+/** One gauge family in exposition text, from its sample lines. */
+const family = (name: string, help: string, samples: string) =>
+  `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${samples}\n`
 
 /** One database's backups at a glance (bigints arrive as strings). */
 interface BackupSummary {
@@ -48,9 +67,11 @@ interface BackupSummary {
   verifiedAt: Date | null
 }
 
-export function createMetrics({ sql, schedules, health, runner, jobs, instanceId, log }: MetricsDeps) {
+export function createMetrics({ sql, health, runner, jobs, instanceId, log }: MetricsDeps) {
   const promRegistry = new Registry()
-  collectDefaultMetrics({ register: promRegistry })
+  // Sampled every 100 ms, not prom-client's 10 ms: a 10 ms timer alone costs an idle process ~0.5 %
+  // of a core (under-pressure keeps its own 10 ms monitor for the overload guard).
+  collectDefaultMetrics({ register: promRegistry, eventLoopMonitoringPrecision: 100 })
   const registers = [promRegistry]
 
   const runsTotal = new Counter({
@@ -82,24 +103,6 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
     help: 'Duration of the runs this instance executed',
     labelNames: ['job'],
     buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600],
-    registers,
-  })
-  const lastSuccess = new Gauge({
-    name: 'steward_schedule_last_success_timestamp_seconds',
-    help: 'When the newest successful run of each schedule finished (absent: never)',
-    labelNames: ['schedule'],
-    registers,
-  })
-  const nextFire = new Gauge({
-    name: 'steward_schedule_next_fire_timestamp_seconds',
-    help: 'Next fire time of each enabled schedule',
-    labelNames: ['schedule'],
-    registers,
-  })
-  const scheduleHealth = new Gauge({
-    name: 'steward_schedule_health',
-    help: 'Health of each schedule: 1 for its current state (ok, late or failing), 0 for the others',
-    labelNames: ['schedule', 'health'],
     registers,
   })
   const backupBytes = new Gauge({
@@ -149,7 +152,7 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
     help: '1 when the last scrape could read the cluster-wide metrics from the database',
     registers,
   })
-  const clusterMetrics = [runsTotal, running, queued, waiting, lastSuccess, nextFire, scheduleHealth]
+  const clusterMetrics = [runsTotal, running, queued, waiting]
   const backupMetrics = [backupBytes, backupAge, backupStored, backupVerified, backupAnomalies, uploadPending]
 
   const observe = (run: Run) => {
@@ -186,23 +189,38 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
     }
   }
 
-  async function readSchedules(): Promise<void> {
+  /**
+   * The per-schedule metrics, as exposition text written here: with 10,000 schedules, setting
+   * 40,000 labelled values through prom-client took most of a 600 ms scrape.
+   */
+  async function readSchedules(): Promise<string> {
     const now = health.clock()
-    const [reports, fires] = await Promise.all([
-      health.evaluate({}, now),
-      schedules.nextFires([...jobs.keys()], now),
-    ])
-    lastSuccess.reset()
-    nextFire.reset()
-    scheduleHealth.reset()
-    for (const report of reports.values()) {
-      const schedule = { schedule: report.name }
-      if (report.lastSuccessAt) lastSuccess.set(schedule, seconds(report.lastSuccessAt))
-      for (const state of HEALTH_STATES) {
-        scheduleHealth.set({ ...schedule, health: state }, report.health === state ? 1 : 0)
-      }
+    let success = ''
+    let states = ''
+    let next = ''
+    for (const line of await health.overview(now)) {
+      const schedule = `{schedule="${labelValue(line.name)}"`
+      if (line.lastSuccessAt !== null) success += `${LAST_SUCCESS}${schedule}} ${line.lastSuccessAt}\n`
+      for (const state of HEALTH_STATES)
+        states += `${HEALTH}${schedule},health="${state}"} ${line.health === state ? 1 : 0}\n`
+      if (!line.firing) continue
+      // Not stored yet (no scheduler has run since it changed): computed from its expression.
+      const at = line.nextFireAt ?? nextFire(line.cron ?? '', line.timezone ?? 'UTC', now)
+      if (at !== null) next += `${NEXT_FIRE}${schedule}} ${at}\n`
     }
-    for (const [name, at] of fires) nextFire.set({ schedule: name }, seconds(at))
+    return (
+      family(
+        LAST_SUCCESS,
+        'When the newest successful run of each schedule finished (absent: never)',
+        success,
+      ) +
+      family(NEXT_FIRE, 'Next fire time of each enabled schedule', next) +
+      family(
+        HEALTH,
+        'Health of each schedule: 1 for its current state (ok, late or failing), 0 for the others',
+        states,
+      )
+    )
   }
 
   async function readBackups(): Promise<void> {
@@ -239,7 +257,8 @@ export function createMetrics({ sql, schedules, health, runner, jobs, instanceId
       for (const metric of [...clusterMetrics, ...backupMetrics]) metric.reset()
     }
     databaseUp.set(failure ? 0 : 1)
-    return await promRegistry.metrics()
+    const perSchedule = !failure && results[1].status === 'fulfilled' ? results[1].value : ''
+    return `${await promRegistry.metrics()}${perSchedule}`
   }
 
   /** The computation in flight, if any: every scrape that arrives meanwhile is answered by it. */

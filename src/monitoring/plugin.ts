@@ -26,7 +26,6 @@ export default fp<MonitoringOptions>(
     const scheduleHealth = createScheduleHealth(sql, jobs, clock)
     const metrics = createMetrics({
       sql,
-      schedules,
       health: scheduleHealth,
       runner,
       jobs,
