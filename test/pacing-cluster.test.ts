@@ -119,7 +119,12 @@ t.test(
       [],
       'all 30 succeeded',
     )
-    t.same(new Set(ended.map((r) => r.instance)), new Set(['a', 'b']), 'both instances ran some')
+    // Which instance runs each is not promised: the one whose run ends usually takes the next at
+    // once (it pumps before the other hears of the free slot), so one may run all 30.
+    t.ok(
+      ended.every((r) => r.instance === 'a' || r.instance === 'b'),
+      'each ran on one of the two instances',
+    )
     const spans = await tools.intervals()
     t.equal(spans.length, 30, 'one pg_dump per run')
     t.equal(maxOverlap(spans), 1, 'never more than one pg_dump alive')
