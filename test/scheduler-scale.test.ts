@@ -39,16 +39,6 @@ t.test(`${COUNT} rarely firing schedules: periodic work reads none of them`, asy
     // The alert loop judges schedule health every second here (every 15 s by default).
     env: { INSTANCE_ID: 'scale', ALERT_CHECK_MS: '1000' },
   })
-  // Inserted in SQL, as a bulk import would: the scheduler computes their next fires itself.
-  await app.sql`
-    insert into schedules (name, job, cron, timezone, args)
-    select 'rare-' || lpad(i::text, 4, '0'), 'sleeper', (i % 60) || ' 3 1 1 *', 'UTC', '{"ms": 0}'
-    from generate_series(1, ${COUNT}) i`
-  await app.scheduler.reconcile()
-  const [unknown] = await app.sql<{ n: number }[]>`
-    select count(*)::int as n from schedules where next_fire_at is null or interval_ms is null`
-  t.equal(unknown?.n, 0, 'every next fire and interval computed')
-
   // Statistics of another connection: what the app's connections read from schedules.
   const stats = postgres(databaseUrl, { max: 1, onnotice: () => {}, transform: COLUMN_CASE })
   t.teardown(() => stats.end({ timeout: 5 }))
@@ -59,9 +49,33 @@ t.test(`${COUNT} rarely firing schedules: periodic work reads none of them`, asy
       from pg_stat_user_tables where relname = 'schedules'`
     return Number(row?.seqTupRead) + Number(row?.idxTupFetch)
   }
-  // A backend reports its statistics within a second while busy, but up to 10 s after going idle:
-  // let the set-up's reads all arrive before counting.
-  await new Promise((r) => setTimeout(r, 11_000))
+  const beforeSetup = await rowsRead()
+  // Inserted in SQL, as a bulk import would: the scheduler computes their next fires itself.
+  await app.sql`
+    insert into schedules (name, job, cron, timezone, args)
+    select 'rare-' || lpad(i::text, 4, '0'), 'sleeper', (i % 60) || ' 3 1 1 *', 'UTC', '{"ms": 0}'
+    from generate_series(1, ${COUNT}) i`
+  await app.scheduler.reconcile()
+  const [unknown] = await app.sql<{ n: number }[]>`
+    select count(*)::int as n from schedules where next_fire_at is null or interval_ms is null`
+  t.equal(unknown?.n, 0, 'every next fire and interval computed')
+
+  // A backend reports its statistics within a second while busy, but up to 10 s or more after going
+  // idle: wait until the set-up's reads (the fill, and the count above: each reads every row) have
+  // all arrived before counting.
+  let last = await rowsRead()
+  let still = 0
+  await eventually(
+    async () => {
+      await new Promise((r) => setTimeout(r, 1500))
+      const now = await rowsRead()
+      still = now - last < 50 ? still + 1 : 0
+      last = now
+      return now - beforeSetup >= 2 * COUNT && still >= 3 ? true : undefined
+    },
+    40_000,
+    "the set-up's reads to be reported",
+  )
   const before = { rows: await rowsRead(), work: app.scheduler.stats() }
   await new Promise((r) => setTimeout(r, 7000))
   const after = { rows: await rowsRead(), work: app.scheduler.stats() }

@@ -159,14 +159,19 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
     async create(input: ScheduleInput): Promise<Schedule> {
       const job = jobOf(input.job)
       const timezone = input.timezone ?? defaultTimezone
-      compileCron(input.cron, timezone)
+      const cron = compileCron(input.cron, timezone)
       const args = validateArgs(job.args, input.args ?? {})
       const then = validateChain(jobs, input.then)
+      const enabled = input.enabled ?? true
+      // Its next fire is stored with it, so every instance told of it can arm it at once.
+      const now = new Date()
       const rows = await sql<ScheduleRow[]>`
-        insert into schedules (name, job, cron, timezone, args, enabled, overlap, catch_up, "then", interval_ms)
+        insert into schedules (name, job, cron, timezone, args, enabled, overlap, catch_up, "then", interval_ms,
+                               next_fire_at)
         values (${input.name}, ${job.name}, ${input.cron.trim()}, ${timezone}, ${sql.json(args as never)},
-                ${input.enabled ?? true}, ${input.overlap ?? 'skip'}, ${input.catchUp ?? 'latest'},
-                ${then ? sql.json(then as never) : null}, ${cronIntervalMs(input.cron, timezone, new Date())})
+                ${enabled}, ${input.overlap ?? 'skip'}, ${input.catchUp ?? 'latest'},
+                ${then ? sql.json(then as never) : null}, ${cronIntervalMs(input.cron, timezone, now)},
+                ${enabled ? cron.next(now) : null})
         on conflict (name) do nothing
         returning ${columns}`
       if (!rows[0]) throw new Conflict(`schedule "${input.name}" already exists; PATCH it instead`)
@@ -178,17 +183,23 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
       const current = await get(name)
       const next = { ...current, ...stripUndefined(patch) }
       const job = jobOf(current.job)
-      compileCron(next.cron, next.timezone)
+      const cron = compileCron(next.cron, next.timezone)
       const args = validateArgs(job.args, next.args)
       // `then: null` removes the chain; left out, it is kept (and checked again: a job may be gone).
       const then = validateChain(jobs, next.then)
-      // A new cron, timezone or enabled drops the stored next fire (a trigger does it); the
-      // scheduler computes it again from this edit.
+      // A new cron, timezone or enabled means a new next fire, counted from this edit and stored
+      // with it (should it equal the old one, a trigger drops it and the scheduler computes it).
+      const now = new Date()
+      const refire =
+        next.cron.trim() !== current.cron ||
+        next.timezone !== current.timezone ||
+        next.enabled !== current.enabled
+      const nextFire = refire ? sql`${next.enabled ? cron.next(now) : null}` : sql`next_fire_at`
       const [row] = await sql<ScheduleRow[]>`
         update schedules set cron = ${next.cron.trim()}, timezone = ${next.timezone},
           args = ${sql.json(args as never)}, enabled = ${next.enabled}, overlap = ${next.overlap},
           catch_up = ${next.catchUp}, "then" = ${then ? sql.json(then as never) : null}, updated_at = now(),
-          interval_ms = ${cronIntervalMs(next.cron, next.timezone, new Date())}
+          interval_ms = ${cronIntervalMs(next.cron, next.timezone, now)}, next_fire_at = ${nextFire}
         where name = ${name}
         returning ${columns}`
       if (!row) throw new NotFound(`schedule "${name}" does not exist`)
