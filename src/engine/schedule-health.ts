@@ -85,6 +85,16 @@ export function healthOf(sql: Sql, jobs: Map<string, AnyJob>, now: Date): Pendin
     ) h`
 }
 
+/**
+ * The condition keeping only schedules in one of `states` (with healthOf joined). When only late
+ * ones are wanted, the late_at index finds the candidates instead of judging every schedule.
+ */
+export function healthIn(sql: Sql, states: readonly Health[], now: Date): PendingQuery<Row[]> {
+  const candidates =
+    states.length === 1 && states[0] === 'late' ? sql`s.enabled and s.late_at < ${now}` : sql`true`
+  return sql`h.health = any(${states as Health[]}::text[]) and ${candidates}`
+}
+
 interface HealthRow {
   name: string
   health: Health
@@ -137,13 +147,7 @@ export function createScheduleHealth(sql: Sql, jobs: Map<string, AnyJob>, clock:
                s.last_failure_id
         from schedules s ${healthOf(sql, jobs, now)}
         where ${which.names ? sql`s.name = any(${which.names}::text[])` : sql`true`}
-          and ${which.only ? sql`h.health = any(${which.only}::text[])` : sql`true`}
-          and ${
-            // Only late ones wanted: an index range scan finds the candidates.
-            which.only?.length === 1 && which.only[0] === 'late'
-              ? sql`s.enabled and s.late_at < ${now}`
-              : sql`true`
-          }`
+          and ${which.only ? healthIn(sql, which.only, now) : sql`true`}`
       return new Map(
         rows.map((r) => [
           r.name,

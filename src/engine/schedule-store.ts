@@ -7,7 +7,7 @@ import { validateArgs } from './args.js'
 import { type ChainStep, validateChain } from './chains.js'
 import { CronError, type CronSchedule, parseCron } from './cron.js'
 import type { AnyJob, DefaultSchedule } from './job.js'
-import { cronIntervalMs, type Health, healthOf } from './schedule-health.js'
+import { cronIntervalMs, type Health, healthIn, healthOf } from './schedule-health.js'
 
 export type Overlap = 'skip' | 'allow'
 export type CatchUp = 'none' | 'latest'
@@ -133,9 +133,7 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
       const where = allOf(sql, [
         filter.job !== undefined && sql`s.job = ${filter.job}`,
         filter.enabled !== undefined && sql`s.enabled = ${filter.enabled}`,
-        filter.health !== undefined && sql`h.health = ${filter.health}`,
-        // The late ones are found through the late_at index, not by judging every schedule.
-        filter.health === 'late' && sql`s.enabled and s.late_at < ${now}`,
+        filter.health !== undefined && healthIn(sql, [filter.health], now),
         filter.q !== undefined && sql`strpos(lower(s.name), ${filter.q.toLowerCase()}) > 0`,
         after !== null && sql`s.name > ${after}`,
       ])
