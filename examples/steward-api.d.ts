@@ -177,7 +177,7 @@ export interface paths {
         };
         /**
          * List schedules by name, a page at a time
-         * @description Ordered by name; pass nextCursor as cursor for the next page. Disabled schedules (and those whose job is not registered) have nextRunAt null.
+         * @description Ordered by name; pass nextCursor as cursor for the next page. Disabled schedules (and those whose job is not registered) have nextRunAt null. With recent=N, each schedule also has its latest N finished runs (recent) and their successRate, for a sparkline.
          *
          *     Requires a token with the **viewer** role (or higher).
          */
@@ -559,11 +559,33 @@ export interface paths {
         };
         /**
          * Run state changes as they happen (Server-Sent Events)
-         * @description A `text/event-stream`: each change of a run, on any instance, is an event `run` whose data is the run as GET /runs/{id} shows it; a `: ping` comment comes every 15 s. An event `gap` says this server lost its database connection for a while and changes in between are missing (re-read GET /runs). The stream stays open until the client disconnects, or until its token is revoked (on any instance): then a last event `end` says so and the stream closes. One token may hold EVENTS_STREAMS_PER_TOKEN streams (10 by default) on each server instance; one more gets 429. Try `curl -N -H "Authorization: Bearer $TOKEN" http://127.0.0.1:3000/events`.
+         * @description A `text/event-stream`: each change of a run (its state, a new progress reading, why it waits), on any instance, is an event `run` whose data is the run as GET /runs/{id} shows it; a `: ping` comment comes every 15 s. An event `gap` says this server lost its database connection for a while and changes in between are missing (re-read GET /runs). The stream stays open until the client disconnects, or until its token is revoked (on any instance): then a last event `end` says so and the stream closes. One token may hold EVENTS_STREAMS_PER_TOKEN streams (10 by default) on each server instance; one more gets 429. Try `curl -N -H "Authorization: Bearer $TOKEN" http://127.0.0.1:3000/events`.
          *
          *     Requires a token with the **viewer** role (or higher).
          */
         get: operations["streamEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/runs/{id}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A run’s own log, oldest line first; or followed live
+         * @description What the run’s job logged, with a line when the run started and one when its job ended, in order (`seq`). A run keeps RUN_LOG_MAX_LINES lines (10,000 by default) and RUN_LOG_MAX_BYTES (1 MiB); past that, one line says how many were dropped. Lines are deleted with their run. With `follow=true` and `Accept: text/event-stream`, the answer is a stream: `event: log` for each line (data: the line), `: ping` comments, and `event: end` (data: the run) once the run has ended, wherever it runs; then the stream closes. Try `curl -N -H "Accept: text/event-stream" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:3000/runs/1/logs?follow=true"`.
+         *
+         *     Requires a token with the **viewer** role (or higher).
+         */
+        get: operations["getRunLogs"];
         put?: never;
         post?: never;
         delete?: never;
@@ -641,6 +663,18 @@ export interface components {
                     [key: string]: unknown;
                 };
             }[] | null;
+            progress: {
+                /** @description How much is done, in `unit`s. */
+                done: number;
+                total: number | null;
+                /**
+                 * @description What is counted: bytes, files, rows, templates, …
+                 * @example bytes
+                 */
+                unit: string;
+                /** Format: date-time */
+                updatedAt: string;
+            } | null;
         };
         Schedule: {
             /** @description Lower-case letters, digits, - and _ (at most 63). */
@@ -678,6 +712,16 @@ export interface components {
             health: "ok" | "late" | "failing";
             /** Format: date-time */
             updatedAt: string;
+            /** @description With ?recent=N: its latest N finished runs (succeeded, failed, cancelled; not skipped), oldest first, newest last. */
+            recent?: {
+                id: number;
+                /** @enum {unknown} */
+                state: "succeeded" | "failed" | "cancelled";
+                durationMs: number | null;
+                /** Format: date-time */
+                finishedAt: string;
+            }[];
+            successRate?: number | null;
         };
         Job: {
             name: string;
@@ -969,6 +1013,16 @@ export interface components {
             before: unknown;
             after: unknown;
             instance: string | null;
+        };
+        LogLine: {
+            /** @description Its place in the run’s log, from 1. */
+            seq: number;
+            /** Format: date-time */
+            at: string;
+            /** @enum {unknown} */
+            level: "debug" | "info" | "warn" | "error";
+            message: string;
+            fields: unknown | null;
         };
     };
     responses: never;
@@ -1576,6 +1630,8 @@ export interface operations {
                 q?: string;
                 /** @description How many upcoming fire times (1-100). */
                 count?: number;
+                /** @description How many of each schedule's latest finished runs (succeeded, failed or cancelled) to include as `recent`, with their `successRate` (0-100; 0: neither). */
+                recent?: number;
             };
             header?: never;
             path?: never;
@@ -3388,6 +3444,92 @@ export interface operations {
             };
             /** @description Fastify error reply */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Fastify error reply */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getRunLogs: {
+        parameters: {
+            query?: {
+                /** @description Only lines after this seq (a previous page’s nextCursor, or the last seq seen). */
+                after?: number;
+                limit?: number;
+                /** @description true, with `Accept: text/event-stream`: stream the lines after `after` (`event: log`), then each new line as the job writes it, then `event: end` with the run once it has ended. */
+                follow?: boolean;
+            };
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of lines; with follow=true, a stream of `event: log` and `event: end` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["LogLine"][];
+                        nextCursor: string | null;
+                    };
+                    "text/event-stream": string;
+                };
+            };
+            /** @description Fastify error reply */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Fastify error reply */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Fastify error reply */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Fastify error reply */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Fastify error reply */
+            406: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -32,6 +32,7 @@ import monitoring from './monitoring/plugin.js'
 import events from './monitoring/routes/events.js'
 import health, { HEALTH_TAG } from './monitoring/routes/health.js'
 import metrics from './monitoring/routes/metrics.js'
+import runLogs from './monitoring/routes/run-logs.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -131,5 +132,6 @@ async function registerAll(app: FastifyInstance, config: Config, options: BuildO
   await app.register(access)
   await app.register(dashboard)
   await app.register(events)
+  await app.register(runLogs)
   await app.register(metrics)
 }

@@ -47,6 +47,8 @@ export const ConfigSchema = Type.Object({
   RUN_HEARTBEAT_MS: Type.Integer({ minimum: 100, default: 5000 }),
   RUN_STALE_MS: Type.Integer({ minimum: 500, default: 30_000 }),
   RUN_POLL_MS: Type.Integer({ minimum: 50, default: 1000 }),
+  RUN_LOG_MAX_LINES: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000 }),
+  RUN_LOG_MAX_BYTES: Type.Integer({ minimum: 0, maximum: 64 * 2 ** 20, default: 2 ** 20 }),
   MAX_CONCURRENT_RUNS: Type.Integer({ minimum: 1, maximum: 1000, default: 8 }),
   RETRY_BASE_MS: Type.Integer({ minimum: 0, default: 10_000 }),
   RETRY_MAX_MS: Type.Integer({ minimum: 0, default: 10 * 60_000 }),
@@ -128,6 +130,8 @@ export interface Config {
   runStaleMs: number
   /** How often each instance looks for due queued runs (retries) and abandoned ones. */
   runPollMs: number
+  /** What each run's own log keeps (lines, bytes of messages and fields); 0 lines: none. */
+  runLog: { maxLines: number; maxBytes: number }
   /** At most this many runs execute in this process at once; more wait queued (or start elsewhere). */
   maxConcurrentRuns: number
   /** Retry n waits min(retryMaxMs, retryBaseMs × 2^(n−1)) × (1 + jitter), jitter in [0, 0.25). */
@@ -301,6 +305,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     runHeartbeatMs: e.RUN_HEARTBEAT_MS,
     runStaleMs: e.RUN_STALE_MS,
     runPollMs: e.RUN_POLL_MS,
+    runLog: { maxLines: e.RUN_LOG_MAX_LINES, maxBytes: e.RUN_LOG_MAX_BYTES },
     maxConcurrentRuns: e.MAX_CONCURRENT_RUNS,
     retryBaseMs: e.RETRY_BASE_MS,
     retryMaxMs: e.RETRY_MAX_MS,

@@ -84,6 +84,7 @@ t.test('run history: newest first, filters, keyset pagination', async (t) => {
       'job',
       'maxAttempts',
       'parentId',
+      'progress',
       'queuedAt',
       'result',
       'retryOf',

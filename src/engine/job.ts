@@ -1,6 +1,5 @@
 // What a job is: a name, an args schema, limits, its default schedules, and the function that does
 // the work.
-import type { FastifyBaseLogger } from 'fastify'
 import type { PendingQuery, Row, Sql } from 'postgres'
 import type { Static, TObject } from 'typebox'
 import type { Config } from '../config.js'
@@ -29,11 +28,34 @@ export async function cancellable<T extends readonly Row[]>(
   }
 }
 
+/** Structured context of a log line: JSON-able values (an Error is kept as its type, message and code). */
+export type LogFields = Record<string, unknown>
+
+/**
+ * A run's log: each line goes to the process log (pino) and to the run's own log, which operators
+ * read and follow through GET /runs/{id}/logs (see src/engine/run-log.ts).
+ */
+export interface RunLogger {
+  debug(message: string, fields?: LogFields): void
+  info(message: string, fields?: LogFields): void
+  warn(message: string, fields?: LogFields): void
+  error(message: string, fields?: LogFields): void
+}
+
+/** How far a run has got: `done` of `total` (when known) `unit`s, e.g. bytes, files, rows. */
+export interface ProgressReport {
+  done: number
+  total?: number | null
+  unit: string
+}
+
 export interface JobContext<Args> {
   args: Args
   /** Aborted on timeout, cancel or shutdown; pass it to anything that can stop early. */
   signal: AbortSignal
-  log: FastifyBaseLogger
+  log: RunLogger
+  /** Reports progress: cheap to call often; stored at most once a second, and at the end. */
+  progress(report: ProgressReport): void
   sql: Sql
   runId: string
   attempt: number

@@ -7,6 +7,7 @@ import { createPageCache, type PageCache } from '../lib/page-cache.js'
 import type { AnyJob } from './job.js'
 import { createJobSettings, type JobSettings } from './job-settings.js'
 import { createRunEvents, type RunEvents } from './run-events.js'
+import { createRunLogs, type RunLogs } from './run-log.js'
 import { createRunStore, type RunStore } from './run-store.js'
 import { createRunner, type Runner } from './runner.js'
 import { createScheduleStore, type ScheduleStore } from './schedule-store.js'
@@ -23,6 +24,8 @@ declare module 'fastify' {
     scheduler: Scheduler
     supervisor: Supervisor
     runEvents: RunEvents
+    /** Runs' own logs: read, and followed live. */
+    runLogs: RunLogs
     /** Pages of GET /runs, kept until any run changes (here or on another instance). */
     runPages: PageCache
   }
@@ -55,6 +58,7 @@ export default fp<EngineOptions>(
     })
     const supervisor = createSupervisor({ sql, runs: runStore, runner, config, log })
     const runEvents = createRunEvents({ sql, log })
+    const runLogs = createRunLogs({ sql, runs: runStore, runEvents, log })
     // Run history is read far more often than it changes (dashboards poll it): pages are dropped
     // when any run changes, on this instance (the runner's events, synchronous, so a client reads
     // its own writes) or any other (the change feed), and after RUNS_CACHE_MS whatever happens.
@@ -74,6 +78,7 @@ export default fp<EngineOptions>(
     app.decorate('scheduler', scheduler)
     app.decorate('supervisor', supervisor)
     app.decorate('runEvents', runEvents)
+    app.decorate('runLogs', runLogs)
     app.decorate('runPages', runPages)
 
     const seeded = await scheduleStore.seedDefaults()
@@ -106,6 +111,7 @@ export default fp<EngineOptions>(
       await jobSettings.stop()
       runner.events.off('run', runPages.invalidate)
       unwatch()
+      await runLogs.stop()
       await runEvents.stop()
     })
   },

@@ -52,6 +52,7 @@ export function runFromRowJson(row: Record<string, unknown>): Run {
     parentId: row.parent_id === null || row.parent_id === undefined ? null : String(row.parent_id),
     then: (row.then ?? null) as Run['then'],
     instance: (row.instance as string | null) ?? null,
+    progress: (row.progress ?? null) as Run['progress'],
   })
 }
 

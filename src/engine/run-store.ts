@@ -5,9 +5,9 @@ import type { Sql } from 'postgres'
 import type { JsonValue } from '../lib/json.js'
 import { allOf, decodeCursor, type Page, toPage } from '../lib/pagination.js'
 import type { ChainStep } from './chains.js'
-import type { Run, RunError, RunState, RunTrigger, WaitingFor } from './schemas/run.js'
+import type { Run, RunError, RunProgress, RunState, RunTrigger, WaitingFor } from './schemas/run.js'
 
-export type { Run, RunError, RunState, RunTrigger }
+export type { Run, RunError, RunProgress, RunState, RunTrigger }
 
 interface RunRow {
   id: string
@@ -30,6 +30,7 @@ interface RunRow {
   waitingFor: WaitingFor | null
   parentId: string | null
   then: ChainStep[] | null
+  progress: RunProgress | null
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null)
@@ -57,6 +58,7 @@ export function toRun(row: RunRow): Run {
     waitingFor: row.state === 'queued' ? row.waitingFor : null,
     parentId: row.parentId === null ? null : Number(row.parentId),
     then: row.then,
+    progress: row.progress,
   }
 }
 
@@ -132,6 +134,7 @@ const COLUMNS = [
   'waiting_for',
   'parent_id',
   'then',
+  'progress',
 ]
 
 export function createRunStore(sql: Sql) {

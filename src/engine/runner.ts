@@ -15,6 +15,7 @@ import { validateArgs } from './args.js'
 import { type ChainStep, validateChain } from './chains.js'
 import type { AnyJob } from './job.js'
 import type { JobSettings } from './job-settings.js'
+import { createRunLog } from './run-log.js'
 import type { Run, RunError, RunStore, RunTrigger } from './run-store.js'
 
 /** Why a run's signal was aborted; becomes the run's error code. */
@@ -182,16 +183,18 @@ export function createRunner({ sql, runs, jobs, settings, config, log }: RunnerD
       timeoutMs,
     )
     const runLog = log.child({ runId: run.id, job: job.name })
-    runLog.info(
-      { state: 'running', attempt: run.attempt, trigger: run.trigger, schedule: run.schedule },
-      'run started',
-    )
+    const started = { attempt: run.attempt, trigger: run.trigger, schedule: run.schedule }
+    runLog.info({ state: 'running', ...started }, 'run started')
+    // The run's own log: what the job writes, and how the run began and ended.
+    const journal = createRunLog({ sql, runId: run.id, log: runLog, limits: config.runLog })
+    journal.note('info', `run started on ${config.instanceId}`, { ...started, maxAttempts: run.maxAttempts })
     let outcome: Outcome
     try {
       const body = job.run({
         args: run.args,
         signal: controller.signal,
-        log: runLog,
+        log: journal.logger,
+        progress: journal.progress,
         sql,
         runId: String(run.id),
         attempt: run.attempt,
@@ -205,6 +208,12 @@ export function createRunner({ sql, runs, jobs, settings, config, log }: RunnerD
       clearTimeout(timer)
       active.delete(run.id)
     }
+    // Written before the end is recorded: whoever sees the run end can read its whole log.
+    await journal.close({
+      level: outcome.state === 'succeeded' ? 'info' : outcome.state === 'failed' ? 'error' : 'warn',
+      message: `job ${outcome.state}`,
+      fields: outcome.error ? { error: outcome.error } : undefined,
+    })
     const ended = await persist(() => runs.finish(run.id, outcome, maxAttemptsByJob()))
     const level = outcome.state === 'succeeded' ? 'info' : 'warn'
     runLog[level](

@@ -8,6 +8,7 @@ import { type ChainStep, validateChain } from './chains.js'
 import { CronError, type CronSchedule, parseCron } from './cron.js'
 import type { AnyJob, DefaultSchedule } from './job.js'
 import { cronIntervalMs, type Health, healthIn, healthOf } from './schedule-health.js'
+import { RECENT_STATES, type RecentRun } from './schemas/schedule.js'
 
 export type Overlap = 'skip' | 'allow'
 export type CatchUp = 'none' | 'latest'
@@ -47,6 +48,14 @@ export interface ScheduleFilter {
   health?: Health
   /** Name contains (case-insensitive). */
   q?: string
+}
+
+/** A schedule's latest finished runs (GET /schedules?recent=N), and how many of them succeeded. */
+export interface RecentHistory {
+  /** Oldest first, newest last. */
+  recent: RecentRun[]
+  /** succeeded / (succeeded + failed) of `recent`; null when it has neither. */
+  successRate: number | null
 }
 
 /** A schedule as the scheduler needs it: with the next fire nobody has claimed yet. */
@@ -115,6 +124,48 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
     return toSchedule(row)
   }
 
+  /**
+   * The latest `count` finished runs of each named schedule: one lateral probe of the index
+   * job_runs (schedule, id desc) per schedule, reading newest first and stopping at `count`, so
+   * a page costs its size times `count` rows however long the history is. (Skipped runs in between
+   * are read and passed over.)
+   */
+  async function recentOf(names: string[], count: number): Promise<Map<string, RecentHistory>> {
+    const history = new Map<string, RecentHistory>()
+    if (names.length === 0) return history
+    const rows = await sql<
+      { schedule: string; id: string; state: RecentRun['state']; startedAt: Date | null; finishedAt: Date }[]
+    >`
+      select s.name as schedule, r.id, r.state, r.started_at, r.finished_at
+      from unnest(${names}::text[]) as s(name)
+      cross join lateral (
+        select id, state, started_at, finished_at from job_runs
+        where schedule = s.name and state = any(${[...RECENT_STATES]}::text[]) and finished_at is not null
+        order by id desc limit ${count}
+      ) r`
+    for (const row of rows) {
+      let entry = history.get(row.schedule)
+      if (!entry) {
+        entry = { recent: [], successRate: null }
+        history.set(row.schedule, entry)
+      }
+      entry.recent.push({
+        id: Number(row.id),
+        state: row.state,
+        durationMs: row.startedAt ? row.finishedAt.getTime() - row.startedAt.getTime() : null,
+        finishedAt: row.finishedAt.toISOString(),
+      })
+    }
+    for (const entry of history.values()) {
+      // Sorted here, a few rows per schedule, rather than all of them in one sort by the database.
+      entry.recent.sort((a, b) => a.id - b.id)
+      const succeeded = entry.recent.filter((r) => r.state === 'succeeded').length
+      const failed = entry.recent.filter((r) => r.state === 'failed').length
+      entry.successRate = succeeded + failed > 0 ? succeeded / (succeeded + failed) : null
+    }
+    return history
+  }
+
   type DueRow = ScheduleRow & { nextFireAt: Date }
   const toDue = (row: DueRow): DueSchedule => ({ ...toSchedule(row), nextFireAt: row.nextFireAt })
 
@@ -122,13 +173,17 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
     get,
     notify,
 
-    /** Ordered by name, keyset-paginated on it; `now` is when health is judged. */
+    /**
+     * Ordered by name, keyset-paginated on it; `now` is when health is judged. With `recent` > 0,
+     * each schedule comes with its latest `recent` finished runs (see recentOf).
+     */
     async list(
       filter: ScheduleFilter,
       limit: number,
       cursor: string | undefined,
       now: Date,
-    ): Promise<Page<Schedule>> {
+      recent = 0,
+    ): Promise<Page<Schedule & Partial<RecentHistory>>> {
       const after = cursor === undefined ? null : decodeNameCursor(cursor)
       const where = allOf(sql, [
         filter.job !== undefined && sql`s.job = ${filter.job}`,
@@ -143,7 +198,16 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
         where ${where} order by s.name limit ${limit + 1}`
       const items = rows.slice(0, limit).map(toSchedule)
       const last = items[items.length - 1]
-      return { items, nextCursor: rows.length > limit && last ? encodeNameCursor(last.name) : null }
+      const nextCursor = rows.length > limit && last ? encodeNameCursor(last.name) : null
+      if (recent <= 0) return { items, nextCursor }
+      const history = await recentOf(
+        items.map((s) => s.name),
+        recent,
+      )
+      return {
+        items: items.map((s) => ({ ...s, ...(history.get(s.name) ?? { recent: [], successRate: null }) })),
+        nextCursor,
+      }
     },
 
     /** The names of each job's schedules. */

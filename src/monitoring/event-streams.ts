@@ -47,12 +47,21 @@ export interface StreamRequest {
   job?: string
   connection: Connection
   log: FastifyBaseLogger
+  /**
+   * What the stream carries instead of run changes: given the stream, it writes events and may end
+   * it; returns the function that stops it (called however the stream ends).
+   */
+  feed?: (stream: FeedStream) => () => void
 }
 
-interface Entry {
+/** A stream as a feed sees it. */
+export interface FeedStream {
   write(text: string): void
+  /** Writes `last`, if given, and closes the stream. */
   end(last?: string): void
 }
+
+type Entry = FeedStream
 
 /** The streams of one token. */
 interface Holder {
@@ -171,15 +180,18 @@ export function createEventStreams(deps: EventStreamsDeps) {
         return { stream }
       }
       add(key, principal.name, entry)
-      unsubscribe = runEvents.subscribe(
-        (run) => {
-          if (job === undefined || run.job === job)
-            entry.write(`event: run\ndata: ${JSON.stringify(run)}\n\n`)
-        },
-        { onEnd: () => entry.end(), onGap: () => entry.write(GAP) },
-      )
-      // Sent at once, so clients (and proxies) see the stream open before the first change.
+      // Sent at once, so clients (and proxies) see the stream open before the first event.
       entry.write('retry: 3000\n: connected\n\n')
+      unsubscribe = request.feed
+        ? request.feed(entry)
+        : runEvents.subscribe(
+            (run) => {
+              if (job === undefined || run.job === job)
+                entry.write(`event: run\ndata: ${JSON.stringify(run)}\n\n`)
+            },
+            { onEnd: () => entry.end(), onGap: () => entry.write(GAP) },
+          )
+      if (ended) unsubscribe()
       return { stream }
     },
 

@@ -10,6 +10,7 @@ import { compileCron, type Schedule } from '../schedule-store.js'
 import {
   Count,
   CronExpression,
+  Recent,
   ScheduleCreate,
   ScheduleName,
   SchedulePatch,
@@ -39,6 +40,7 @@ const ListQuery = Type.Object(
       }),
     ),
     count: Type.Optional(Count),
+    recent: Type.Optional(Recent),
   },
   { additionalProperties: false },
 )
@@ -75,14 +77,16 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'List schedules by name, a page at a time',
         description:
           'Ordered by name; pass nextCursor as cursor for the next page. Disabled schedules (and ' +
-          'those whose job is not registered) have nextRunAt null.',
+          'those whose job is not registered) have nextRunAt null. With recent=N, each schedule ' +
+          'also has its latest N finished runs (recent) and their successRate, for a sparkline.',
         querystring: ListQuery,
         response: { 200: Page(ScheduleRef), ...errors(400) },
       },
     },
     async (request) => {
-      const { limit = 100, cursor, count, ...filter } = request.query
-      const page = await app.scheduleStore.list(filter, limit, cursor, app.scheduleHealth.clock())
+      const { limit = 100, cursor, count, recent = 0, ...filter } = request.query
+      const now = app.scheduleHealth.clock()
+      const page = await app.scheduleStore.list(filter, limit, cursor, now, recent)
       return { items: await present(app, page.items, count), nextCursor: page.nextCursor }
     },
   )

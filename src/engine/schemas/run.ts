@@ -49,6 +49,24 @@ export const WaitingFor = Type.Enum([...WAITING_REASONS], {
     'allows, or the instance that last looked was at MAX_CONCURRENT_RUNS.',
 })
 
+export const RunProgress = Type.Object(
+  {
+    done: Type.Number({ description: 'How much is done, in `unit`s.' }),
+    total: Nullable(
+      Type.Number({ description: 'How much there is in all, when the job knows (an estimate for backups).' }),
+    ),
+    unit: Type.String({
+      description: 'What is counted: bytes, files, rows, templates, …',
+      examples: ['bytes'],
+    }),
+    updatedAt: Timestamp,
+  },
+  {
+    description:
+      'How far the run has got, as its job last reported (stored at most once a second while it runs, and at its end); null when the job reports none.',
+  },
+)
+
 export const Run = Type.Object(
   {
     id: Type.Integer(),
@@ -74,6 +92,7 @@ export const Run = Type.Object(
       Type.Integer({ description: 'The run whose success (or stop) led to this chain step.' }),
     ),
     then: Nullable({ ...Chain, description: 'The chain steps still to come after this run.' }),
+    progress: Nullable(RunProgress),
   },
   { $id: 'Run' },
 )
@@ -85,3 +104,4 @@ export type RunState = Static<typeof RunState>
 export type RunTrigger = Static<typeof RunTrigger>
 export type RunError = Static<typeof RunError>
 export type WaitingFor = Static<typeof WaitingFor>
+export type RunProgress = Static<typeof RunProgress>

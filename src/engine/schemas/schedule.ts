@@ -1,4 +1,4 @@
-import { Type } from 'typebox'
+import { type Static, Type } from 'typebox'
 import { JsonObject, Nullable, Timestamp } from '../../lib/schemas.js'
 import { Chain, Then } from './run.js'
 
@@ -29,6 +29,32 @@ const CatchUp = Type.Enum(['none', 'latest'], {
   description: 'latest: after downtime, run the most recent missed fire once.',
 })
 
+/** The run states that count as finished for a schedule's recent history (skipped runs never ran). */
+export const RECENT_STATES = ['succeeded', 'failed', 'cancelled'] as const
+
+export const RecentRun = Type.Object(
+  {
+    id: Type.Integer(),
+    state: Type.Enum([...RECENT_STATES]),
+    durationMs: Nullable(
+      Type.Integer({ description: 'From start to finish; null for a run cancelled before it started.' }),
+    ),
+    finishedAt: Timestamp,
+  },
+  { description: 'A finished run of the schedule.' },
+)
+
+export type RecentRun = Static<typeof RecentRun>
+
+export const Recent = Type.Integer({
+  minimum: 0,
+  maximum: 100,
+  default: 0,
+  description:
+    "How many of each schedule's latest finished runs (succeeded, failed or cancelled) to include as " +
+    '`recent`, with their `successRate` (0-100; 0: neither).',
+})
+
 export const Schedule = Type.Object(
   {
     name: ScheduleName,
@@ -53,6 +79,24 @@ export const Schedule = Type.Object(
         'failed; ok otherwise. Disabled schedules are never late.',
     }),
     updatedAt: Timestamp,
+    recent: Type.Optional(
+      Type.Array(RecentRun, {
+        description:
+          'With ?recent=N: its latest N finished runs (succeeded, failed, cancelled; not skipped), oldest ' +
+          'first, newest last.',
+      }),
+    ),
+    successRate: Type.Optional(
+      Nullable(
+        Type.Number({
+          minimum: 0,
+          maximum: 1,
+          description:
+            'With ?recent=N: succeeded / (succeeded + failed) of those runs (cancelled ones do not ' +
+            'count); null when there are none.',
+        }),
+      ),
+    ),
   },
   { $id: 'Schedule' },
 )

@@ -13,6 +13,7 @@
 //   POST /backups/{id}/verify: it waits for a free slot (said in its log) and holds it to the end;
 // - a backup whose only copy is a local file on another host (BACKUP_HOST) cannot be checked here:
 //   a failed entry (file_elsewhere), not recorded on the backup.
+// Each step of each check is a line of the run's log; progress counts the backups checked.
 import { Type } from 'typebox'
 import { defineJob, type JobContext } from '../../engine/job.js'
 import { isDatabaseDown } from '../../lib/errors.js'
@@ -102,18 +103,15 @@ async function drillOne(deps: VerifyDeps, store: BackupStore, backup: StoredBack
       code: typeof code === 'string' ? code : 'check_error',
       message: String((err as Error).message),
     }
-    ctx.log.warn(
-      { backupId: backup.id, database: backup.database, error },
-      'restore drill could not check a backup',
-    )
+    ctx.log.warn('could not check the backup', { backupId: backup.id, database: backup.database, error })
     return { ...describe(backup), ok: false, error }
   }
   const recorded = await store.setVerified(backup.id, result)
   const entry = toEntry(backup, result)
-  ctx.log.info(
-    { backupId: backup.id, database: backup.database, ok: entry.ok, seconds: entry.restoreSeconds },
-    'restore drill checked a backup',
-  )
+  const { database, ok, source, tables, rows, restoreSkipped, error } = entry
+  const fields = { backupId: backup.id, database, ok, source, seconds: entry.restoreSeconds, tables, rows }
+  if (ok) ctx.log.info('backup checked', { ...fields, restoreSkipped })
+  else ctx.log.warn('backup did not pass the check', { ...fields, error })
   // Deleted meanwhile (an operator, or retention of its set): nothing left to vouch for or against.
   if (!recorded) return { ...entry, ok: true, error: undefined, restoreSkipped: 'deleted during the check' }
   return entry
@@ -162,14 +160,18 @@ async function drillAll(ctx: Context, deps: VerifyDeps, store: BackupStore, list
     { limit: config.backupVerifyConcurrency, wait: { signal, onWait } },
     async () => {
       const entries: DrillEntry[] = []
+      ctx.progress({ done: 0, total: list.length, unit: 'backups' })
       for (const backup of list) {
         signal.throwIfAborted()
+        const { id: backupId, database, scope, file } = backup
+        ctx.log.info('checking backup', { backupId, database, scope, file })
         try {
           entries.push(await drillOne(deps, store, backup, ctx))
         } catch (err) {
           if (!(err instanceof VerifyUnavailable) || signal.aborted) throw err
           throw new BackupError('drill_failed', `cannot restore-check backups here: ${err.message}`, false)
         }
+        ctx.progress({ done: entries.length, total: list.length, unit: 'backups' })
       }
       return entries
     },
@@ -192,10 +194,14 @@ export const backupVerify = defineJob({
     const store = createBackupStore(sql, config)
     const list = await targets(ctx, store)
     const missing = await notBackedUp(ctx, list)
-    if (missing.length > 0) ctx.log.warn({ databases: missing }, 'restore drill: databases without a backup')
-    const deps: VerifyDeps = { sql, config, signal, remote: remoteStoreFor(config) }
+    if (missing.length > 0) ctx.log.warn('databases without a backup', { databases: missing })
+    if (list.length === 0) ctx.log.info('no backups recorded yet: nothing to drill')
+    else
+      ctx.log.info('restore drill started', { backups: list.length, databases: list.map((b) => b.database) })
+    const deps: VerifyDeps = { sql, config, signal, remote: remoteStoreFor(config), log: ctx.log }
     const entries = list.length === 0 ? [] : await drillAll(ctx, deps, store, list)
     const failed = entries.filter((e) => !e.ok)
+    ctx.log.info('restore drill finished', { checked: entries.length, failed: failed.length })
     if (failed.length > 0)
       throw new BackupError('drill_failed', failureMessage(failed, entries.length), false)
     return {

@@ -5,11 +5,14 @@
 // still waiting (this set's included) and off-site retention. A set is all or nothing: if any dump
 // fails, the files already written for it are removed and no row is kept. A set that could not be
 // uploaded stays local and pending (retention keeps it) and the run fails with upload_failed.
+// Watching it: each step is a line of the run's log, and progress counts the bytes stored against
+// the databases' size (backup-progress.ts).
 import path from 'node:path'
 import { Type } from 'typebox'
 import type { Config } from '../../config.js'
 import { defineJob, type JobContext } from '../../engine/job.js'
 import { flagAnomalies } from './anomalies.js'
+import { bytesProgress, estimateBytes, logToolOutput } from './backup-progress.js'
 import { dumpToFile, pgDumpArgs } from './dump.js'
 import {
   type BackupFormat,
@@ -74,6 +77,13 @@ async function dumpSet(ctx: Context, set: SetPlan): Promise<NewBackup[]> {
   const taken = new Set<string>([GLOBALS_FILE])
   const files: NewBackup[] = []
   const databases = await databasesToDump(ctx)
+  const estimatedBytes = await estimateBytes(sql, log, databases)
+  log.info('backup started', { kind: ctx.args.type, set: set.relative, databases, format, estimatedBytes })
+  log.info('using pg_dump', { path: pgDump.path, version: pgDump.version, server: server.text })
+  if (set.recipients) log.info('encrypting with age', { recipients: set.recipients.length })
+  else log.info('not encrypting: no age recipients configured')
+  const progress = bytesProgress(ctx.progress, estimatedBytes)
+  progress.writing(0)
   const record = (scope: NewBackup['scope'], database: string, name: string, fileFormat: BackupFormat) => {
     const file = `${set.relative}/${name}`
     const base = { kind: ctx.args.type, scope, database, file, setDir: set.relative, format: fileFormat }
@@ -83,31 +93,34 @@ async function dumpSet(ctx: Context, set: SetPlan): Promise<NewBackup[]> {
     signal.throwIfAborted()
     const name = fileNameFor(database, format, taken) + suffix
     const started = Date.now()
-    const env = connectionEnv(conn, database)
+    log.info('dumping database', { database, file: `${set.relative}/${name}` })
     const dump = await dumpToFile({
       pgDump,
       args: pgDumpArgs(format),
-      env,
+      env: connectionEnv(conn, database),
       file: path.join(set.dir, name),
       runId,
       signal,
       recipients: set.recipients ?? undefined,
+      onBytes: progress.writing,
     })
-    if (dump.stderr) log.warn({ database, stderr: dump.stderr }, 'pg_dump printed warnings')
-    log.info(
-      { database, bytes: dump.bytes, ms: Date.now() - started, pgDump: pgDump.path },
-      'database dumped',
-    )
-    files.push({ ...record('database', database, name, format), bytes: dump.bytes, sha256: dump.sha256 })
+    progress.wrote(dump.bytes)
+    logToolOutput(log, 'pg_dump', dump.stderr, { database })
+    const { bytes, sha256 } = dump
+    const seconds = (Date.now() - started) / 1000
+    log.info('database dumped', { database, bytes, sha256, seconds, encrypted: set.recipients !== null })
+    files.push({ ...record('database', database, name, format), bytes, sha256 })
   }
   // Roles are the server's: read through Steward's own database, which exists whatever is listed.
   const [own] = await sql<{ name: string }[]>`select current_database() as name`
   const home = own?.name as string
   const globals = await dumpGlobals(ctx, set, conn, home)
+  progress.wrote(globals.bytes)
   files.push({ ...record('globals', home, GLOBALS_FILE + suffix, 'plain'), ...globals })
   // The files' names, and the set directory's own entry, must survive a power cut too.
   await fsyncDir(set.dir)
   await fsyncDir(path.dirname(set.dir))
+  progress.finish()
   return files
 }
 
@@ -136,9 +149,10 @@ async function dumpGlobals(ctx: Context, set: SetPlan, conn: Connection, databas
     signal,
     recipients: set.recipients ?? undefined,
   })
-  if (dump.stderr) log.warn({ stderr: dump.stderr }, 'pg_dumpall printed warnings')
-  log.info({ bytes: dump.bytes, rolePasswords: role?.superuser === true }, 'roles dumped')
-  return { bytes: dump.bytes, sha256: dump.sha256 }
+  logToolOutput(log, 'pg_dumpall', dump.stderr, {})
+  const { bytes, sha256 } = dump
+  log.info('roles dumped', { bytes, sha256, rolePasswords: role?.superuser === true })
+  return { bytes, sha256 }
 }
 
 /**
@@ -150,9 +164,13 @@ async function discardSet(ctx: Context, relative: string): Promise<void> {
     (rows) => rows.length > 0,
     () => true,
   )
-  if (recorded) return
-  await removeSetDir(ctx.config.backupDir, relative).catch((err) =>
-    ctx.log.error({ err, set: relative }, 'could not remove the files of a failed backup set'),
+  if (recorded) {
+    ctx.log.warn('the failed set may have been recorded; its files are kept', { set: relative })
+    return
+  }
+  await removeSetDir(ctx.config.backupDir, relative).then(
+    () => ctx.log.info('removed the files of the failed set', { set: relative }),
+    (err) => ctx.log.error('could not remove the files of a failed backup set', { err, set: relative }),
   )
 }
 
@@ -160,11 +178,11 @@ async function discardSet(ctx: Context, relative: string): Promise<void> {
 async function retain(ctx: Context, store: BackupStore) {
   try {
     const removedSets = await applyLocalRetention(store, ctx.config)
-    if (removedSets.length > 0) ctx.log.info({ removedSets }, 'old backup sets removed from BACKUP_DIR')
+    if (removedSets.length > 0) ctx.log.info('old backup sets removed from BACKUP_DIR', { removedSets })
     await sweepBackupDir(ctx.sql, ctx.config, ctx.log, ctx.runId)
     return { removedSets }
   } catch (err) {
-    ctx.log.error({ err }, 'backup retention failed')
+    ctx.log.error('backup retention failed', { err })
     return { removedSets: [], error: String((err as Error).message ?? err) }
   }
 }
@@ -185,10 +203,17 @@ async function shipOffsite(ctx: Context, offsite: Offsite, set: StoredBackup[]) 
         'it is uploaded by the next run or at start-up',
     )
   }
-  const removedSets = await offsite.applyRemoteRetention().catch((err: Error) => {
-    ctx.log.error({ err }, 'off-site retention failed')
-    return { error: err.message }
-  })
+  ctx.log.info('set uploaded off-site', { files: uploaded, earlier: report.uploaded.length - uploaded })
+  const removedSets = await offsite.applyRemoteRetention().then(
+    (removed) => {
+      if (removed.length > 0) ctx.log.info('old sets removed off-site', { removedSets: removed })
+      return removed
+    },
+    (err: Error) => {
+      ctx.log.error('off-site retention failed', { err })
+      return { error: err.message }
+    },
+  )
   return { uploaded: report.uploaded.length, earlier: report.uploaded.length - uploaded, removedSets }
 }
 
@@ -218,20 +243,23 @@ export const databaseBackup = defineJob({
       const files = await dumpSet(ctx, { ...setDir, recipients, keyFor: offsite.keyFor })
       recorded = await store.recordSet(files, runId, signal)
     } catch (err) {
+      log.warn('backup set failed', { set: setDir.relative, err })
       await discardSet(ctx, setDir.relative)
       throw err
     }
+    const bytes = recorded.reduce((sum, b) => sum + b.bytes, 0)
+    log.info('backup set recorded', { set: setDir.relative, files: recorded.length, bytes })
     const anomalies = await flagAnomalies(store, recorded).catch((err: Error) => {
-      log.error({ err }, 'could not check the set for size anomalies')
+      log.error('could not check the set for size anomalies', { err })
       return []
     })
-    for (const anomaly of anomalies) log.warn(anomaly, 'backup size anomaly')
+    for (const anomaly of anomalies) log.warn('backup size anomaly', { ...anomaly })
     const retention = await retain(ctx, store)
     const offsiteReport = offsite.remote ? await shipOffsite(ctx, offsite, recorded) : null
     return {
       kind: ctx.args.type,
       set: setDir.relative,
-      bytes: recorded.reduce((sum, b) => sum + b.bytes, 0),
+      bytes,
       encrypted: recipients !== null,
       backups: recorded.map((b) => ({
         id: b.id,

@@ -26,6 +26,8 @@ export interface DumpSpec {
   killGraceMs?: number
   /** age recipients: the file is encrypted before it touches the disk. */
   recipients?: string[]
+  /** Told the bytes stored so far as they are written (often: once per chunk), for progress. */
+  onBytes?: (written: number) => void
 }
 
 export interface DumpResult {
@@ -89,6 +91,7 @@ async function streamDump(spec: DumpSpec, handle: fs.FileHandle): Promise<DumpRe
     transform(chunk: Buffer, _encoding, callback) {
       hash.update(chunk)
       bytes += chunk.length
+      spec.onBytes?.(bytes)
       if (!flushing && bytes - flushedAt >= FLUSH_EVERY) {
         flushedAt = bytes
         // Kept, not retried: Linux reports a writeback error to one fsync only, so this may be the

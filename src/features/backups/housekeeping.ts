@@ -4,9 +4,9 @@
 // successful set.
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import type { Config } from '../../config.js'
+import type { RunLogger } from '../../engine/job.js'
 import { KINDS, SET_NAME, TEMP_NAME } from './files.js'
 import { RESTORE_TMP } from './restore/fetch.js'
 import { LOGIN_PREFIX, SCRATCH_PREFIX, scratchCreatedAt } from './restore/sandbox.js'
@@ -72,7 +72,7 @@ const stale = (names: string[], maxAgeMs: number) =>
  */
 export async function dropStaleScratchDatabases(
   sql: Sql,
-  log: FastifyBaseLogger,
+  log: RunLogger,
   maxAgeMs = 6 * 3600_000,
 ): Promise<string[]> {
   const databases = await sql<{ name: string }[]>`
@@ -84,7 +84,7 @@ export async function dropStaleScratchDatabases(
   )) {
     await sql`drop database if exists ${sql(name)}`.then(
       () => dropped.push(name),
-      (err) => log.warn({ err, database: name }, 'scratch database still in use; left alone'),
+      (err) => log.warn('scratch database still in use; left alone', { err, database: name }),
     )
   }
   const roles = await sql<{ name: string }[]>`
@@ -95,10 +95,10 @@ export async function dropStaleScratchDatabases(
   )) {
     await sql`drop role if exists ${sql(name)}`.then(
       () => dropped.push(name),
-      (err) => log.warn({ err, role: name }, 'restore role still owns a database; left alone'),
+      (err) => log.warn('restore role still owns a database; left alone', { err, role: name }),
     )
   }
-  if (dropped.length > 0) log.info({ dropped }, 'dropped what interrupted restore checks left behind')
+  if (dropped.length > 0) log.info('dropped what interrupted restore checks left behind', { dropped })
   return dropped
 }
 
@@ -107,7 +107,7 @@ export async function dropStaleScratchDatabases(
  * check or restore left behind: those older than a day, since a check of another instance sharing
  * BACKUP_DIR may be using a newer one.
  */
-export async function sweepRestoreTemp(backupDir: string, log: FastifyBaseLogger, maxAgeMs = 24 * 3600_000) {
+export async function sweepRestoreTemp(backupDir: string, log: RunLogger, maxAgeMs = 24 * 3600_000) {
   const dir = path.join(backupDir, RESTORE_TMP)
   const removed: string[] = []
   for (const entry of await readDir(dir)) {
@@ -117,7 +117,7 @@ export async function sweepRestoreTemp(backupDir: string, log: FastifyBaseLogger
     await fs.rm(file, { force: true })
     removed.push(entry.name)
   }
-  if (removed.length > 0) log.info({ removed }, 'removed temporary copies of interrupted restores')
+  if (removed.length > 0) log.info('removed temporary copies of interrupted restores', { removed })
   return removed
 }
 
@@ -129,7 +129,7 @@ export async function sweepRestoreTemp(backupDir: string, log: FastifyBaseLogger
 export async function sweepBackupDir(
   sql: Sql,
   config: Config,
-  log: FastifyBaseLogger,
+  log: RunLogger,
   exceptRun?: string,
 ): Promise<SweepReport> {
   const live = await sql<{ id: string }[]>`
@@ -145,12 +145,15 @@ export async function sweepBackupDir(
     removeEmptyDirs: others.length === 0,
   })
   if (report.removedTemp.length > 0 || report.removedEmptyDirs.length > 0) {
-    log.info(report, 'removed what interrupted backups left in BACKUP_DIR')
+    log.info('removed what interrupted backups left in BACKUP_DIR', { ...report })
   }
   if (report.unrecorded.length > 0) {
     log.warn(
-      { unrecorded: report.unrecorded.slice(0, 20), count: report.unrecorded.length },
       'BACKUP_DIR holds finished files without a row (a backup interrupted after writing); not deleted',
+      {
+        unrecorded: report.unrecorded.slice(0, 20),
+        count: report.unrecorded.length,
+      },
     )
   }
   return report

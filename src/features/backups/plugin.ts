@@ -4,6 +4,7 @@
 // their off-site upload are uploaded in the background.
 import type { FastifyPluginAsync } from 'fastify'
 import type { FeatureOptions } from '../../engine/feature.js'
+import { pinoRunLogger } from '../../engine/run-log.js'
 import { dropStaleScratchDatabases, sweepBackupDir, sweepRestoreTemp } from './housekeeping.js'
 import { loadIdentities, loadRecipients } from './keys.js'
 import routes from './routes.js'
@@ -19,17 +20,18 @@ const backups: FastifyPluginAsync<FeatureOptions> = async (app, { documentationO
   if (!documentationOnly) {
     await loadRecipients(app.config)
     await loadIdentities(app.config)
-    const service = createBackupsService(app.sql, app.config, app.log)
+    const log = pinoRunLogger(app.log)
+    const service = createBackupsService(app.sql, app.config, log)
     app.decorate('backups', service)
     // Registered before the engine's onReady hook starts any run. A sweep that fails (BACKUP_DIR
     // unreadable) must not keep the API from starting: the next backup reports it.
-    await sweepBackupDir(app.sql, app.config, app.log).catch((err) =>
+    await sweepBackupDir(app.sql, app.config, log).catch((err) =>
       app.log.error({ err }, 'could not sweep BACKUP_DIR'),
     )
-    await sweepRestoreTemp(app.config.backupDir, app.log).catch((err) =>
+    await sweepRestoreTemp(app.config.backupDir, log).catch((err) =>
       app.log.warn({ err }, 'could not sweep the temporary copies of restores'),
     )
-    await dropStaleScratchDatabases(app.sql, app.log).catch((err) =>
+    await dropStaleScratchDatabases(app.sql, log).catch((err) =>
       app.log.warn({ err }, 'could not drop scratch databases of interrupted restore checks'),
     )
     const offsite = service.offsite

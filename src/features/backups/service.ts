@@ -2,9 +2,9 @@
 // read, open a copy for download, delete (both copies, or one), verify. Created once by the plugin.
 // A local file on another host (BACKUP_HOST) is never touched from here: reads go to the off-site
 // copy, and deleting it is refused (409) so that no row is removed while its file lives on.
-import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from 'postgres'
 import type { Config } from '../../config.js'
+import type { RunLogger } from '../../engine/job.js'
 import { Conflict, NotFound } from '../../lib/errors.js'
 import { type BackupReader, type CopyChoice, openBackup } from './download.js'
 import { FileElsewhere, isLocalHere } from './files.js'
@@ -15,7 +15,7 @@ import { withVerifySlot } from './restore/verify-slots.js'
 import type { Backup, StoredBackup } from './schemas.js'
 import { createBackupStore, toBackup } from './store.js'
 
-export function createBackupsService(sql: Sql, config: Config, log?: FastifyBaseLogger) {
+export function createBackupsService(sql: Sql, config: Config, log?: RunLogger) {
   const store = createBackupStore(sql, config)
   const offsite = log ? createOffsite({ sql, store, config, log }) : null
 
@@ -78,7 +78,7 @@ export function createBackupsService(sql: Sql, config: Config, log?: FastifyBase
         const result = await withVerifySlot(sql, { limit: config.backupVerifyConcurrency }, () =>
           verifyBackup({ sql, config, signal, remote: offsite?.remote ?? null }, backup),
         )
-        log?.info({ backupId: id, ok: result.ok, durationMs: result.durationMs }, 'backup verified')
+        log?.info('backup verified', { backupId: id, ok: result.ok, durationMs: result.durationMs })
         const verified = await store.setVerified(id, result)
         if (!verified) throw new NotFound(`backup ${id} was deleted while it was being verified`)
         return verified

@@ -40,9 +40,10 @@ export const pruneRuns = defineJob({
     (args.olderThanDays ?? config.runsRetentionDays) < config.runsRetentionDays
       ? 'runs.prune-below-retention'
       : 'runs.prune',
-  async run({ args, sql, signal, config, log }) {
+  async run({ args, sql, signal, config, log, progress }) {
     const days = args.olderThanDays ?? config.runsRetentionDays
     const batchSize = args.batchSize ?? BATCH
+    log.info('pruning runs', { olderThanDays: days, keptPerSchedule: KEEP_PER_SCHEDULE, batchSize })
     let deleted = 0
     let batches = 0
     for (;;) {
@@ -67,9 +68,11 @@ export const pruneRuns = defineJob({
       )
       deleted += rows.length
       batches += 1
+      log.info('batch deleted', { batch: batches, rows: rows.length, deleted })
+      progress({ done: deleted, unit: 'runs' })
       if (rows.length < batchSize) break
     }
-    log.info({ deleted, batches, days }, 'runs pruned')
+    log.info('runs pruned', { deleted, batches, olderThanDays: days })
     return { deleted, batches, olderThanDays: days, keptPerSchedule: KEEP_PER_SCHEDULE }
   },
 })

@@ -48,7 +48,15 @@ async function readText(abs: string): Promise<{ bytes: number; text: string | nu
   }
 }
 
-export async function analyzeTree(root: string, signal: AbortSignal): Promise<Analysis> {
+/**
+ * Analyses every file under root; `onFile` is told how many files the walk has handed out so far
+ * (analysed, or skipped as binary), for progress.
+ */
+export async function analyzeTree(
+  root: string,
+  signal: AbortSignal,
+  onFile?: (walked: number) => void,
+): Promise<Analysis> {
   const index: TreeIndex = { files: new Set(), dirs: new Set(), elixir: new Map(), goModules: [] }
   const importing: ImportingFile[] = []
   const moduleFiles = new Map<string, number>()
@@ -87,11 +95,13 @@ export async function analyzeTree(root: string, signal: AbortSignal): Promise<An
   }
 
   const walk = walkTree(root, signal)
+  let walked = 0
   // Workers share one walk: an async generator hands each next() its own file.
   const worker = async () => {
     for await (const file of walk) {
       signal.throwIfAborted()
       await analyzeFile(file.rel, file.abs)
+      onFile?.(++walked)
     }
   }
   await Promise.all(Array.from({ length: CONCURRENCY }, worker))

@@ -26,13 +26,27 @@ export const registrySync = defineJob({
   timeoutMs: 30 * 60_000,
   maxAttempts: 2,
   schedules: [{ name: 'registry-sync', cron: '0 4 * * *' }],
-  async run({ args, sql, signal, config, log, runId }) {
+  async run({ args, sql, signal, config, log, runId, progress }) {
     const sourceDir = config.registrySourceDir
     const stat = await fs.stat(sourceDir).catch(() => null)
     if (!stat?.isDirectory()) throw new Error(`REGISTRY_SOURCE_DIR ${sourceDir} is not a directory`)
     const started = Date.now()
-    const analysis = await analyzeTree(sourceDir, signal)
+    log.info('analysing the source tree', { sourceDir })
+    const analysis = await analyzeTree(sourceDir, signal, (done) => progress({ done, unit: 'files' }))
+    const walked = analysis.files + analysis.skipped.binary
+    progress({ done: walked, total: walked, unit: 'files' })
+    const { files, lines, skipped } = analysis
+    const seconds = (Date.now() - started) / 1000
+    log.info('source tree analysed', {
+      files,
+      lines,
+      binary: skipped.binary,
+      tooLarge: skipped.tooLarge,
+      seconds,
+    })
     const trends = args.trends === false ? [] : await jobTrends(sql)
+    if (args.trends === false) log.info('run trends skipped')
+    else log.info('run trends computed', { jobs: trends.length })
     signal.throwIfAborted()
 
     const registry = createRegistryService(sql)
@@ -51,6 +65,8 @@ export const registrySync = defineJob({
       analysisMs: Date.now() - started,
       diff: diffSummary(diff),
     }
+    if (summary.diff) log.info('compared with the previous snapshot', { ...summary.diff })
+    else log.info('first snapshot of this directory: nothing to compare with')
     const snapshotId = await registry.insert({
       runId: Number(runId),
       sourceDir,
@@ -62,7 +78,8 @@ export const registrySync = defineJob({
       diff,
       inventory: analysis.inventory,
     })
-    log.info({ snapshotId, files: summary.files, cycles: summary.cycles }, 'registry snapshot stored')
+    const { modules, edges, cycles, dependencies } = summary
+    log.info('registry snapshot stored', { snapshotId, files, modules, edges, cycles, dependencies })
     return { snapshotId, sourceDir, ...summary }
   },
 })

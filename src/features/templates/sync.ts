@@ -18,6 +18,19 @@ export interface SyncResult {
   warnings: FileWarning[]
 }
 
+/** The result, and which files it was: every path added or removed, and those whose content changed. */
+export interface SyncOutcome extends SyncResult {
+  paths: { added: string[]; changed: string[]; removed: string[] }
+}
+
+export interface SyncOptions {
+  force: boolean
+  allowMassDelete: boolean
+  signal: AbortSignal
+  /** Told after each file read: how many of how many. */
+  onRead?: (read: number, total: number) => void
+}
+
 interface ExistingRow {
   id: string
   path: string
@@ -43,19 +56,16 @@ export function isMassDelete(gone: number, total: number): boolean {
 }
 
 /** Reads every file first (no transaction held open during I/O), then writes in one transaction. */
-export async function syncTemplates(
-  sql: Sql,
-  root: string,
-  options: { force: boolean; allowMassDelete: boolean; signal: AbortSignal },
-): Promise<SyncResult> {
-  const { parsed, warnings } = await readAll(root, options.signal)
+export async function syncTemplates(sql: Sql, root: string, options: SyncOptions): Promise<SyncOutcome> {
+  const { parsed, warnings } = await readAll(root, options)
   // A file that exists but cannot be parsed keeps its row: a bad edit should not delete a template.
   const present = new Set([...parsed.map((t) => t.path), ...warnings.map((w) => w.path)])
   const counts = await sql.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${SYNC_LOCK})`
     const rows = await tx<ExistingRow[]>`select id, path, sha256 from templates`
     // Decided before the first write, so a refused sync changes nothing at all.
-    const gone = rows.filter((r) => !present.has(r.path)).map((r) => r.id)
+    const goneRows = rows.filter((r) => !present.has(r.path))
+    const gone = goneRows.map((r) => r.id)
     if (!options.allowMassDelete && isMassDelete(gone.length, rows.length)) {
       throw new MassDeleteRefused(
         `template-sync would delete ${gone.length} of ${rows.length} templates (and their embeddings): ` +
@@ -65,32 +75,40 @@ export async function syncTemplates(
     }
     const existing = new Map(rows.map((r) => [r.path, r]))
     const result = { added: 0, updated: 0, unchanged: 0, removed: 0 }
+    const paths: SyncOutcome['paths'] = { added: [], changed: [], removed: [] }
     for (const template of parsed) {
       options.signal.throwIfAborted()
       const row = existing.get(template.path)
       if (!row) {
         await insert(tx, template)
         result.added += 1
+        paths.added.push(template.path)
       } else if (options.force || row.sha256 !== template.sha256) {
         await update(tx, row.id, template)
         result.updated += 1
+        if (row.sha256 !== template.sha256) paths.changed.push(template.path)
       } else result.unchanged += 1
     }
     if (gone.length > 0) await tx`delete from templates where id in ${tx(gone)}`
     result.removed = gone.length
-    return result
+    paths.removed = goneRows.map((r) => r.path)
+    return { ...result, paths }
   })
-  return { ...counts, warnings }
+  const { paths, ...result } = counts
+  return { ...result, warnings, paths }
 }
 
-async function readAll(root: string, signal: AbortSignal) {
+async function readAll(root: string, { signal, onRead }: SyncOptions) {
   const parsed: ParsedTemplate[] = []
   const warnings: FileWarning[] = []
-  for (const file of await findTemplateFiles(root, signal)) {
+  const files = await findTemplateFiles(root, signal)
+  onRead?.(0, files.length)
+  for (const file of files) {
     signal.throwIfAborted()
     const template = await readTemplate(root, file).catch((err: Error) => `unreadable: ${err.message}`)
     if (typeof template === 'string') warnings.push({ path: file, reason: template })
     else parsed.push(template)
+    onRead?.(parsed.length + warnings.length, files.length)
   }
   return { parsed, warnings }
 }

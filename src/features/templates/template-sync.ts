@@ -3,8 +3,8 @@
 // sync that would delete all templates or more than half of them fails (mass_delete_refused) unless
 // its args allow it: an unmounted volume must not empty the table.
 import { Type } from 'typebox'
-import { defineJob } from '../../engine/job.js'
-import { syncTemplates } from './sync.js'
+import { defineJob, type RunLogger } from '../../engine/job.js'
+import { type SyncOutcome, type SyncResult, syncTemplates } from './sync.js'
 
 export const templateSync = defineJob({
   name: 'template-sync',
@@ -42,14 +42,35 @@ export const templateSync = defineJob({
   ],
   // Letting a sync empty the table is an admin's call.
   triggerAction: (args) => (args.allowMassDelete === true ? 'templates.mass-delete' : 'templates.sync'),
-  async run({ args, sql, signal, config, log }) {
-    const result = await syncTemplates(sql, config.templatesDir, {
+  async run({ args, sql, signal, config, log, progress }) {
+    log.info('reading template files', { dir: config.templatesDir, force: args.force === true })
+    const { paths, ...result } = await syncTemplates(sql, config.templatesDir, {
       force: args.force === true,
       allowMassDelete: args.allowMassDelete === true,
       signal,
+      onRead: (done, total) => progress({ done, total, unit: 'files' }),
     })
+    logChanges(log, paths, result)
     const { warnings, ...counts } = result
-    log.info({ ...counts, warnings: warnings.length }, 'templates synced')
+    const rewritten = counts.updated - paths.changed.length
+    log.info('templates synced', { ...counts, rewritten, warnings: warnings.length })
     return result
   },
 })
+
+/** Files named in the run log per kind of change; the rest are counted. */
+const NAMED = 200
+
+/** Each file added, changed or removed (the first NAMED of each), and each file that was skipped. */
+function logChanges(log: RunLogger, paths: SyncOutcome['paths'], result: SyncResult): void {
+  type Named = Array<{ path: string; reason?: string }>
+  const name = (list: Named, each: string, rest: string, level: 'info' | 'warn' = 'info') => {
+    for (const file of list.slice(0, NAMED)) log[level](each, { ...file })
+    if (list.length > NAMED) log[level](rest, { more: list.length - NAMED, total: list.length })
+  }
+  const files = (list: string[]) => list.map((path) => ({ path }))
+  name(files(paths.added), 'template added', 'more templates added')
+  name(files(paths.changed), 'template updated', 'more templates updated')
+  name(files(paths.removed), 'template removed', 'more templates removed')
+  name(result.warnings, 'template file skipped', 'more template files skipped', 'warn')
+}

@@ -24,6 +24,7 @@ export const ACCESS: Record<string, Access> = {
   'GET /jobs/:name': 'viewer',
   'GET /runs': 'viewer',
   'GET /runs/:id': 'viewer',
+  'GET /runs/:id/logs': 'viewer', // what the job logged: its messages and fields
   'GET /schedules': 'viewer',
   'GET /schedules/:name': 'viewer',
   'POST /schedules/preview': 'viewer', // computes fire times, saves nothing

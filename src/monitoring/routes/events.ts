@@ -5,8 +5,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply } from 'fastify'
 import { Type } from 'typebox'
-import { bearerToken } from '../../http/auth/tokens.js'
 import { errors } from '../../lib/schemas.js'
+import { replyWithEventStream } from './event-stream-reply.js'
 
 const EventsQuery = Type.Object(
   {
@@ -26,7 +26,8 @@ const events: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'streamEvents',
         summary: 'Run state changes as they happen (Server-Sent Events)',
         description:
-          'A `text/event-stream`: each change of a run, on any instance, is an event `run` whose data ' +
+          'A `text/event-stream`: each change of a run (its state, a new progress reading, why it ' +
+          'waits), on any instance, is an event `run` whose data ' +
           'is the run as GET /runs/{id} shows it; a `: ping` comment comes every 15 s. An event `gap` ' +
           'says this server lost its database connection for a while and changes in between are ' +
           'missing (re-read GET /runs). The stream stays open until the client disconnects, or until ' +
@@ -44,27 +45,9 @@ const events: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request, reply) => {
-      const token = bearerToken(request.headers.authorization)
-      const principal = request.principal
-      // Both set by the auth hook (this route needs a viewer token); the stream re-checks the token.
-      if (token === null || principal === null)
-        return reply.unauthorized('send "Authorization: Bearer <token>"')
-      const opened = app.eventStreams.open({
-        token,
-        principal,
-        job: request.query.job,
-        connection: reply.raw,
-        log: request.log,
-      })
-      if ('refused' in opened) return reply.tooManyRequests(opened.refused)
-      // Untyped: the schema documents the stream as a string.
-      return (reply as FastifyReply)
-        .header('content-type', 'text/event-stream; charset=utf-8')
-        .header('cache-control', 'no-cache, no-transform')
-        .header('x-accel-buffering', 'no')
-        .send(opened.stream)
-    },
+    // Untyped: the schema documents the stream as a string.
+    async (request, reply) =>
+      replyWithEventStream(app, request, reply as FastifyReply, { job: request.query.job }),
   )
 }
 

@@ -3,9 +3,9 @@
 // runs and at start-up; one instance uploads at a time (a session advisory lock), so instances
 // never race for the same object. Integrity (size and sha256) is checked by the remote store.
 // After uploads, off-site retention keeps BACKUP_REMOTE_KEEP_{HOURLY,DAILY,WEEKLY,MONTHLY} sets.
-import type { FastifyBaseLogger } from 'fastify'
-import type { Sql } from 'postgres'
+import type { ReservedSql, Sql } from 'postgres'
 import type { Config } from '../../../config.js'
+import type { RunLogger } from '../../../engine/job.js'
 import { resolveInside } from '../files.js'
 import { retained } from '../gfs.js'
 import { byKind } from '../retention.js'
@@ -44,7 +44,8 @@ export interface OffsiteDeps {
   sql: Sql
   store: BackupStore
   config: Config
-  log: FastifyBaseLogger
+  /** The run's log in a backup run; the process log's adapter (pinoRunLogger) elsewhere. */
+  log: RunLogger
 }
 
 export function createOffsite({ sql, store, config, log }: OffsiteDeps) {
@@ -53,9 +54,28 @@ export function createOffsite({ sql, store, config, log }: OffsiteDeps) {
   async function uploadOne(backup: StoredBackup, signal?: AbortSignal): Promise<void> {
     if (!remote || !backup.remote) return
     const file = await resolveInside(config.backupDir, backup.file)
-    await remote.upload(backup.remote.key, file, { bytes: backup.bytes, sha256: backup.sha256, signal })
+    const { key } = backup.remote
+    log.info('uploading off-site', { backupId: backup.id, file: backup.file, key, bytes: backup.bytes })
+    const started = Date.now()
+    await remote.upload(key, file, { bytes: backup.bytes, sha256: backup.sha256, signal })
     await store.markUploaded(backup.id)
-    log.info({ backupId: backup.id, key: backup.remote.key, bytes: backup.bytes }, 'backup uploaded off-site')
+    const seconds = (Date.now() - started) / 1000
+    log.info('uploaded off-site', { backupId: backup.id, key, bytes: backup.bytes, seconds })
+  }
+
+  /** Takes the upload lock: waited for (and said so) when `wait`, else false when another holds it. */
+  async function lockUploads(conn: ReservedSql, wait: boolean, signal?: AbortSignal): Promise<boolean> {
+    const [row] = await conn<
+      { locked: boolean }[]
+    >`select pg_try_advisory_lock(${conn.unsafe(UPLOAD_LOCK)}) as locked`
+    if (row?.locked) return true
+    if (!wait) return false
+    log.info('waiting for another off-site upload to finish')
+    const locking = conn`select pg_advisory_lock(${conn.unsafe(UPLOAD_LOCK)})`
+    const cancel = () => void locking.cancel()
+    signal?.addEventListener('abort', cancel, { once: true })
+    await locking.finally(() => signal?.removeEventListener('abort', cancel))
+    return true
   }
 
   return {
@@ -73,19 +93,14 @@ export function createOffsite({ sql, store, config, log }: OffsiteDeps) {
       if (!remote) return report
       const conn = await sql.reserve()
       try {
-        if (wait) {
-          const locking = conn`select pg_advisory_lock(${conn.unsafe(UPLOAD_LOCK)})`
-          const cancel = () => void locking.cancel()
-          signal?.addEventListener('abort', cancel, { once: true })
-          await locking.finally(() => signal?.removeEventListener('abort', cancel))
-        } else {
-          const [row] = await conn<
-            { locked: boolean }[]
-          >`select pg_try_advisory_lock(${conn.unsafe(UPLOAD_LOCK)}) as locked`
-          if (!row?.locked) return { ...report, busy: true }
-        }
+        if (!(await lockUploads(conn, wait, signal))) return { ...report, busy: true }
         try {
-          for (const backup of await store.awaitingUpload()) {
+          const waiting = await store.awaitingUpload()
+          if (waiting.length > 0) {
+            const bytes = waiting.reduce((sum, b) => sum + b.bytes, 0)
+            log.info('uploading files off-site', { files: waiting.length, bytes })
+          }
+          for (const backup of waiting) {
             signal?.throwIfAborted()
             try {
               await uploadOne(backup, signal)
@@ -94,7 +109,7 @@ export function createOffsite({ sql, store, config, log }: OffsiteDeps) {
               if (signal?.aborted) throw err
               const error = err instanceof RemoteError ? err.message : describeRemoteError(err, remote.bucket)
               await store.markUploadFailed(backup.id, error)
-              log.warn({ backupId: backup.id, reason: remoteReason(err), error }, 'off-site upload failed')
+              log.warn('off-site upload failed', { backupId: backup.id, reason: remoteReason(err), error })
               report.failed = { id: backup.id, error }
               break
             }

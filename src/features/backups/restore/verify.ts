@@ -8,6 +8,7 @@
 // server-wide, so restoring them here would change this server.
 import type { Sql } from 'postgres'
 import type { Config } from '../../../config.js'
+import type { RunLogger } from '../../../engine/job.js'
 import { NotFound } from '../../../lib/errors.js'
 import { PathEscape } from '../files.js'
 import { loadIdentities } from '../keys.js'
@@ -34,6 +35,8 @@ export interface VerifyDeps {
   remote: RemoteStore | null
   /** remote: check the off-site copy even when the local file is there. */
   source?: 'local' | 'remote'
+  /** Told each step (a drill's run log); nothing is said without it. */
+  log?: RunLogger
 }
 
 interface Tools {
@@ -95,7 +98,9 @@ export async function verifyBackup(deps: VerifyDeps, backup: StoredBackup): Prom
     const place = { ...deps, backupDir, host: deps.config.backupHost }
     return await withStoredFile(backup, place, async (stored, source) => {
       const actual = await hashFile(stored, deps.signal)
-      if (actual.sha256 !== backup.sha256 || actual.bytes !== backup.bytes) {
+      const checksum = actual.sha256 === backup.sha256 && actual.bytes === backup.bytes ? 'ok' : 'mismatch'
+      deps.log?.info('file read', { backupId: backup.id, source, bytes: actual.bytes, checksum })
+      if (checksum === 'mismatch') {
         const message = `file has ${actual.bytes} bytes, sha256 ${actual.sha256}; recorded ${backup.bytes} bytes, sha256 ${backup.sha256}`
         return done({
           ok: false,
@@ -115,8 +120,9 @@ export async function verifyBackup(deps: VerifyDeps, backup: StoredBackup): Prom
         backup.encrypted,
         identities,
         { backupDir, signal: deps.signal },
-        (plain) =>
-          backup.scope === 'globals'
+        (plain) => {
+          if (backup.encrypted) deps.log?.info('file decrypted', { backupId: backup.id })
+          return backup.scope === 'globals'
             ? Promise.resolve(
                 done({
                   ok: true,
@@ -126,7 +132,8 @@ export async function verifyBackup(deps: VerifyDeps, backup: StoredBackup): Prom
                     'roles are server-wide, so they are not restored here: size, sha256 and decryption only',
                 }),
               )
-            : restoreCheck(deps, backup, plain, source, done),
+            : restoreCheck(deps, backup, plain, source, done)
+        },
       ).catch((err: Error) => {
         if (deps.signal.aborted || !/age decryption failed/.test(err.message)) throw err
         return done({
@@ -161,6 +168,7 @@ async function restoreCheck(
   const restoredWith = backup.format === 'custom' ? 'pg_restore' : 'psql'
   try {
     const expected = await expectedIn(backup, file, tools, deps)
+    deps.log?.info('dump read', { backupId: backup.id, tables: expected.size })
     const sandboxDeps = {
       sql: deps.sql,
       databaseUrl: deps.config.databaseUrl as string,
@@ -168,7 +176,14 @@ async function restoreCheck(
       backupId: backup.id,
     }
     return await withSandbox(sandboxDeps, async (sandbox) => {
+      const started = Date.now()
+      deps.log?.info('restoring into a scratch database', {
+        backupId: backup.id,
+        scratch: sandbox.database,
+        with: restoredWith,
+      })
       await restore(backup, file, tools, sandbox, deps)
+      deps.log?.info('restored', { backupId: backup.id, seconds: (Date.now() - started) / 1000 })
       // Counted in the role's session: whatever the dump left there runs with the role's rights.
       const restored = await countTables(sandbox.sql)
       return done({ checksum: 'ok', source, restoredWith, ...compareContents(expected, restored) })

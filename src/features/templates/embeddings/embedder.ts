@@ -8,7 +8,21 @@ export interface Embedder {
   /** Batch size the job uses (the http server's limit; the local one has none). */
   batchSize: number
   /** One unit-length vector per text, in order. Rejects with EmbeddingError on a bad reply. */
-  embed(texts: string[], signal: AbortSignal): Promise<number[][]>
+  embed(texts: string[], signal: AbortSignal, options?: EmbedOptions): Promise<number[][]>
+}
+
+/** A failed request the provider is about to try again. */
+export interface EmbedRetry {
+  /** The attempt that failed (1 for the first). */
+  attempt: number
+  maxAttempts: number
+  delayMs: number
+  reason: string
+}
+
+export interface EmbedOptions {
+  /** Told before each retry (the http provider's), so a run can say why it is waiting. */
+  onRetry?: (retry: EmbedRetry) => void
 }
 
 /** The provider could not give usable vectors (after its retries). */

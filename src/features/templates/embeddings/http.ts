@@ -1,7 +1,7 @@
 // The `http` embedding provider: any OpenAI-compatible server (`POST /v1/embeddings` with
 // `{model, input}` → `{data: [{index, embedding}]}`). Retries 429 and 5xx with exponential backoff,
 // honouring Retry-After; checks the reply's shape before a vector is trusted.
-import { type Embedder, EmbeddingError, normalize } from './embedder.js'
+import { type Embedder, EmbeddingError, type EmbedOptions, normalize } from './embedder.js'
 
 export interface HttpEmbedderOptions {
   /** Base URL, with or without a trailing /v1. */
@@ -30,7 +30,7 @@ export function createHttpEmbedder(options: HttpEmbedderOptions): Embedder {
   const headers: Record<string, string> = { 'content-type': 'application/json' }
   if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`
 
-  async function embed(texts: string[], signal: AbortSignal): Promise<number[][]> {
+  async function embed(texts: string[], signal: AbortSignal, hooks?: EmbedOptions): Promise<number[][]> {
     const body = JSON.stringify({ model: options.model, input: texts })
     for (let attempt = 1; ; attempt++) {
       signal.throwIfAborted()
@@ -52,6 +52,7 @@ export function createHttpEmbedder(options: HttpEmbedderOptions): Embedder {
         throw new EmbeddingError(`embeddings server failed ${attempt} times, last: ${why}`)
       if (!(response instanceof Error)) await response.body?.cancel()
       const delay = retryDelay(response instanceof Error ? null : response, attempt, baseDelayMs)
+      hooks?.onRetry?.({ attempt, maxAttempts, delayMs: delay, reason: why })
       await sleep(delay, signal)
     }
   }
