@@ -1,7 +1,16 @@
 // Steward's status dashboard: schedules, jobs, runs and backups, over the public API with the operator's
 // token (kept in sessionStorage). Live run updates come from GET /events (Server-Sent Events, read
-// with fetch so the token can go in a header), with polling when the stream is unavailable.
+// with fetch so the token can go in a header), with polling when the stream is unavailable. A run's
+// details show its own log, followed live while it runs (run-log.js), and its progress
+// (progress.js); schedules have sparklines (sparkline.js) and backups a size chart (backup-chart.js).
 // Everything the API returns is put in the page as text, never as HTML.
+import { backupChart } from './backup-chart.js'
+import { $, h } from './dom.js'
+import { bytes, duration, relative, roundDuration, time } from './format.js'
+import { noteProgress, progressView, tickProgress } from './progress.js'
+import { runLogView } from './run-log.js'
+import { sparkline } from './sparkline.js'
+import { readEvents } from './sse.js'
 
 const ROLES = ['viewer', 'operator', 'admin']
 const TOKEN_KEY = 'steward-token'
@@ -12,6 +21,11 @@ const PAGE_SIZE = 50
 const MAX_PAGE = 1000
 /** How long the schedule search waits for typing to stop. */
 const SEARCH_MS = 300
+/** Finished runs per schedule in its sparkline. */
+const RECENT_RUNS = 30
+/** Backups in the size chart: the newest this many (the API's page limit). */
+const CHART_BACKUPS = 500
+const FINISHED = ['succeeded', 'failed', 'cancelled', 'skipped']
 
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY) ?? '',
@@ -24,28 +38,14 @@ const state = {
   runsCursor: null,
   runFilter: {},
   backupsCursor: null,
+  /** The backups the size chart shows. */
+  chartBackups: [],
+  /** The run in the details dialog: {run, children, log}. */
+  detail: null,
   live: null,
   editing: null,
   running: null,
   limiting: null,
-}
-
-const $ = (selector) => document.querySelector(selector)
-
-/** A DOM element: h('td', {class: 'x'}, 'text', child…). Strings become text nodes. */
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag)
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue
-    if (key.startsWith('on')) el.addEventListener(key.slice(2), value)
-    else if (key === 'class') el.className = value
-    else el.setAttribute(key, value === true ? '' : String(value))
-  }
-  for (const child of children.flat()) {
-    if (child === undefined || child === null || child === false) continue
-    el.append(typeof child === 'string' || typeof child === 'number' ? String(child) : child)
-  }
-  return el
 }
 
 const can = (role) => state.role !== null && ROLES.indexOf(state.role) >= ROLES.indexOf(role)
@@ -100,50 +100,6 @@ async function attempt(action) {
 }
 
 // ---- formatting
-
-const time = (iso) => (iso ? new Date(iso).toLocaleString() : '—')
-
-function duration(ms) {
-  if (ms === null || ms === undefined) return '—'
-  if (ms < 1000) return `${ms} ms`
-  const s = ms / 1000
-  if (s < 60) return `${s.toFixed(1)} s`
-  return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`
-}
-
-/** A configured duration, in its own round unit when it has one (2 h, 30 min, 10 s). */
-function roundDuration(ms) {
-  for (const [unit, size] of [
-    ['h', 3_600_000],
-    ['min', 60_000],
-    ['s', 1000],
-  ]) {
-    if (ms >= size && ms % size === 0) return `${ms / size} ${unit}`
-  }
-  return duration(ms)
-}
-
-function relative(ms) {
-  const abs = Math.abs(ms)
-  const s = Math.round(abs / 1000)
-  let text
-  if (s < 60) text = `${s} s`
-  else if (s < 3600) text = `${Math.floor(s / 60)} min ${s % 60} s`
-  else if (s < 86_400) text = `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`
-  else text = `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3600)} h`
-  return ms >= 0 ? `in ${text}` : `${text} ago`
-}
-
-function bytes(n) {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let value = n
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`
-}
 
 function describeCron(cron) {
   try {
@@ -291,7 +247,9 @@ function renderJobs() {
 // filter or refresh never overwrites a newer one.
 let schedulesSeq = 0
 
-const scheduleQuery = (cursor, limit) => pageQuery('/schedules', state.scheduleFilter, cursor, limit)
+/** A page of schedules, each with its latest finished runs for its sparkline. */
+const scheduleQuery = (cursor, limit) =>
+  pageQuery('/schedules', { ...state.scheduleFilter, recent: RECENT_RUNS }, cursor, limit)
 
 /**
  * Reads the schedules again from the first page. A refresh keeps as many rows as are shown (up to
@@ -379,6 +337,7 @@ function renderSchedules() {
           : null,
       ),
       lastRunCell(s.lastRun),
+      h('td', { class: 'recent' }, sparkline(s, showRun)),
       h('td', {}, s.health ? h('span', { class: `health health-${s.health}` }, s.health) : '—'),
       h('td', {}, enabled),
       h(
@@ -399,7 +358,7 @@ function renderSchedules() {
   body.replaceChildren(...rows)
   if (rows.length === 0) {
     const empty = filtering() ? 'No schedules match these filters.' : 'No schedules yet.'
-    body.append(h('tr', {}, h('td', { colspan: 8 }, empty)))
+    body.append(h('tr', {}, h('td', { colspan: 9 }, empty)))
   }
   // How many rows there are, said once they change (a search narrowing the table, a page added).
   let shown = `${rows.length} schedule${rows.length === 1 ? '' : 's'}`
@@ -616,6 +575,8 @@ function matchesFilter(run) {
 
 /** A run changed (live event or an action here): update its row, or add it when it is new. */
 function upsertRun(run) {
+  noteProgress(run)
+  if (state.detail?.run.id === run.id) updateDetail(run)
   if (!matchesFilter(run)) {
     if (state.runs.delete(run.id)) renderRuns()
     return
@@ -625,7 +586,7 @@ function upsertRun(run) {
   if (!known && run.id < newest && state.runs.size > 0 && state.runsCursor) return // on a later page
   state.runs.set(run.id, run)
   renderRuns()
-  if (['succeeded', 'failed', 'cancelled', 'skipped'].includes(run.state)) refreshSoon()
+  if (FINISHED.includes(run.state)) refreshSoon()
 }
 
 function renderRuns() {
@@ -654,6 +615,7 @@ function renderRuns() {
           ? h('span', { class: 'waiting' }, ` · waiting for ${run.waitingFor}`)
           : null,
         run.error ? h('span', { class: 'sub', title: run.error.message }, errorCode(run.error.code)) : null,
+        run.state === 'running' ? progressView(run, { compact: true }) : null,
       ),
       h(
         'td',
@@ -685,14 +647,42 @@ async function cancelRun(id) {
   }
 }
 
+// ---- run details: fields, progress and log
+
+let detailSeq = 0
+
+/** Shows a run in the details dialog, with its log (live while it runs). */
 async function showRun(id) {
+  const seq = ++detailSeq
   const run = await attempt(() => api(`/runs/${id}`))
-  if (!run) return
-  // The chain steps that followed it (queued, run or skipped); the details show without them on failure.
-  const children = await api(`/runs?parentId=${id}&limit=10`).then(
+  if (!run || seq !== detailSeq) return
+  const children = await childrenOf(id)
+  if (seq !== detailSeq) return
+  state.detail?.log.stop()
+  noteProgress(run)
+  const log = runLogView(run, {
+    api,
+    token: () => state.token,
+    onEnd: (ended) => upsertRun(ended),
+  })
+  state.detail = { run, children, log }
+  $('#detail-title').textContent = `Run #${run.id}`
+  renderDetail()
+  $('#detail-log').replaceChildren(log.element)
+  // A link inside the dialog shows another run in the same dialog.
+  if (!$('#detail-dialog').open) $('#detail-dialog').showModal()
+  void log.start()
+}
+
+/** The chain steps that followed a run (queued, run or skipped); none when they cannot be read. */
+const childrenOf = (id) =>
+  api(`/runs?parentId=${id}&limit=10`).then(
     (page) => page.items,
     () => [],
   )
+
+function renderDetail() {
+  const { run, children } = state.detail
   const json = (value) => h('pre', {}, JSON.stringify(value, null, 2))
   const runLink = (child) =>
     h(
@@ -719,45 +709,57 @@ async function showRun(id) {
     ['Started', time(run.startedAt)],
     ['Finished', time(run.finishedAt)],
     ['Duration', duration(run.durationMs)],
+    run.progress || run.state === 'running' ? ['Progress', detailProgress(run)] : null,
     ['Arguments', json(run.args)],
     ['Result', json(run.result)],
     ['Error', run.error ? `${run.error.code}: ${run.error.message}` : '—'],
-  ]
-  $('#detail-title').textContent = `Run #${run.id}`
-  $('#detail').replaceChildren(...fields.flatMap(([name, value]) => [h('dt', {}, name), h('dd', {}, value)]))
-  // A link inside the dialog shows another run in the same dialog.
-  if (!$('#detail-dialog').open) $('#detail-dialog').showModal()
+  ].filter(Boolean)
+  $('#detail').replaceChildren(
+    ...fields.flatMap(([name, value]) => [h('dt', {}, name), h('dd', { 'data-field': name }, value)]),
+  )
+}
+
+const detailProgress = (run) => progressView(run) ?? h('span', { class: 'sub' }, 'not reported')
+
+/**
+ * The shown run changed: a new state redraws its details (and reads its chain steps again once it
+ * has ended); a new progress reading redraws the progress alone, leaving focus where it is.
+ */
+function updateDetail(run) {
+  const shown = state.detail.run
+  if (FINISHED.includes(shown.state) && !FINISHED.includes(run.state)) return // an older event
+  state.detail.run = run
+  const cell = $('#detail dd[data-field="Progress"]')
+  if (run.state === shown.state && run.waitingFor === shown.waitingFor && cell) {
+    cell.replaceChildren(detailProgress(run))
+    return
+  }
+  renderDetail()
+  if (FINISHED.includes(run.state)) {
+    void childrenOf(run.id).then((children) => {
+      if (state.detail?.run.id !== run.id) return
+      state.detail.children = children
+      renderDetail()
+    })
+  }
+}
+
+function closeDetail() {
+  state.detail?.log.stop()
+  state.detail = null
+  detailSeq++
 }
 
 // ---- live updates
-
-function parseEvent(block) {
-  let event = 'message'
-  const data = []
-  for (const line of block.split('\n')) {
-    if (line.startsWith('event:')) event = line.slice(6).trim()
-    else if (line.startsWith('data:')) data.push(line.slice(5).trimStart())
-  }
-  return { event, data: data.join('\n') }
-}
 
 async function streamEvents(signal) {
   const res = await fetch('/events', { headers: { authorization: `Bearer ${state.token}` }, signal })
   if (!res.ok || !res.body) throw new ApiError(res.status, res.statusText)
   $('#live').textContent = 'live'
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
-  let buffer = ''
-  for (;;) {
-    const { value, done } = await reader.read()
-    if (done) return
-    buffer += value.replace(/\r\n/g, '\n')
-    for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-      const { event, data } = parseEvent(buffer.slice(0, end))
-      buffer = buffer.slice(end + 2)
-      if (event === 'run' && data) upsertRun(JSON.parse(data))
-      else if (event === 'gap') await attempt(loadRuns)
-    }
-  }
+  await readEvents(res, async (event, data) => {
+    if (event === 'run' && data) upsertRun(JSON.parse(data))
+    else if (event === 'gap') await attempt(loadRuns)
+  })
 }
 
 async function poll(signal) {
@@ -817,6 +819,7 @@ function tick() {
     el.textContent = relative(left)
     if (left < -1000) due = true
   }
+  tickProgress()
   if (due && state.role) refreshSoon()
 }
 
@@ -824,7 +827,7 @@ function tick() {
 
 async function loadBackups(more = false) {
   const query = more && state.backupsCursor ? `&cursor=${encodeURIComponent(state.backupsCursor)}` : ''
-  const page = await api(`/backups?limit=50${query}`)
+  const [page] = await Promise.all([api(`/backups?limit=50${query}`), more ? null : loadBackupChart()])
   state.backupsCursor = page.nextCursor
   const rows = page.items.map((b) => {
     const verified = b.verifiedAt
@@ -836,7 +839,12 @@ async function loadBackups(more = false) {
       h('td', {}, b.database),
       h('td', {}, b.kind),
       h('td', {}, h('code', {}, b.file)),
-      h('td', {}, bytes(b.bytes)),
+      h(
+        'td',
+        b.anomaly ? { class: 'anomalous', title: anomalyNote(b) } : {},
+        bytes(b.bytes),
+        b.anomaly ? h('span', { class: 'sub' }, `${b.anomaly.reason} than usual`) : null,
+      ),
       h('td', {}, relative(Date.parse(b.createdAt) - Date.now())),
       h('td', { title: b.sha256 }, h('code', {}, `${b.sha256.slice(0, 12)}…`)),
       h('td', {}, verified),
@@ -860,6 +868,40 @@ async function loadBackups(more = false) {
   else body.replaceChildren(...rows)
   if (!more && rows.length === 0) body.append(h('tr', {}, h('td', { colspan: 8 }, 'No backups yet.')))
   $('#more-backups').hidden = !state.backupsCursor
+}
+
+/** A size anomaly in words (GET /backups flags a file far smaller or larger than its predecessors). */
+const anomalyNote = (b) =>
+  `Size anomaly: ${bytes(b.bytes)} against a median of ${bytes(b.anomaly.medianBytes)} for the previous sets`
+
+/** The size chart: the newest CHART_BACKUPS backups, read apart from the table's pages. */
+async function loadBackupChart() {
+  const page = await api(`/backups?limit=${CHART_BACKUPS}`)
+  state.chartBackups = page.items
+  renderBackupChart()
+}
+
+function renderBackupChart() {
+  const figure = $('#backup-chart')
+  figure.hidden = state.chartBackups.length === 0
+  if (figure.hidden) return
+  const width = Math.max(300, Math.floor(figure.clientWidth))
+  const { chart, legend } = backupChart(state.chartBackups, width)
+  const shown = state.chartBackups.length
+  $('#backup-chart-plot').replaceChildren(chart)
+  $('#backup-chart-legend').replaceChildren(legend)
+  $('#backup-chart-caption').textContent =
+    `Size of each backup file over time, one line per database${shown >= CHART_BACKUPS ? ` (the newest ${shown} files)` : ''}; ` +
+    'files flagged as far smaller or larger than usual are ringed.'
+}
+
+let resizeTimer
+/** The chart is drawn at the width it has, so its text stays readable: again when that changes. */
+function redrawOnResize() {
+  clearTimeout(resizeTimer)
+  resizeTimer = setTimeout(() => {
+    if (state.chartBackups.length && !$('#main').hidden) renderBackupChart()
+  }, 150)
 }
 
 /** Through fetch (a link cannot carry the token): the file is held in memory, so use curl for big ones. */
@@ -945,6 +987,8 @@ function wire() {
   $('#limits-form').addEventListener('submit', submitLimits)
   $('#edit-cron').addEventListener('input', schedulePreview)
   $('#edit-timezone').addEventListener('input', schedulePreview)
+  $('#detail-dialog').addEventListener('close', closeDetail)
+  window.addEventListener('resize', redrawOnResize)
   for (const button of document.querySelectorAll('dialog .close')) {
     button.addEventListener('click', () => button.closest('dialog').close())
   }
