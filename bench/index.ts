@@ -15,6 +15,7 @@ import { type Bench, log, machine, QUICK, type Result, ROOT, startBench, table }
 import { pgBoss } from './pg-boss.js'
 import { renderReport } from './report.js'
 import { runHistory } from './run-history.js'
+import { runLogs } from './run-logs.js'
 import { scale } from './scale.js'
 import { trigger } from './trigger.js'
 
@@ -29,6 +30,7 @@ const BENCHMARKS: [string, (bench: Bench) => Promise<Result>][] = [
   ['download', download],
   ['footprint', footprint],
   ['scale', scale],
+  ['run-logs', runLogs],
 ]
 
 async function main(): Promise<number> {
@@ -61,7 +63,7 @@ async function main(): Promise<number> {
         for (const benchmark of benchmarks) await runOne(benchmark)
       }
       await Promise.all([
-        runLane(lane(['fire-lateness', 'run-history', 'trigger', 'scale'])),
+        runLane(lane(['fire-lateness', 'run-history', 'trigger', 'scale', 'run-logs'])),
         runLane(lane(['pg-boss', 'claim-overhead', 'backup', 'backup-offsite', 'download', 'footprint'])),
       ])
     } else {
