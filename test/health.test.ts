@@ -40,3 +40,26 @@ t.test('an overloaded process sheds API requests with 503 and Retry-After; probe
   t.equal(ready.statusCode, 200, 'the readiness probe still tells the truth')
   t.equal((await app.inject('/health')).statusCode, 200)
 })
+
+t.test('a lagging event loop sheds while it lags, within its limit it never does', async (t) => {
+  const app = await buildTestApp(t, {
+    env: { SCHEDULER_ENABLED: 'false', OVERLOAD_EVENT_LOOP_DELAY_MS: '400' },
+  })
+  const block = (ms: number) => {
+    const until = Date.now() + ms
+    while (Date.now() < until) {}
+  }
+  // Let the meter take samples of an idle loop first.
+  await new Promise((r) => setTimeout(r, 300))
+  block(250)
+  await new Promise((r) => setTimeout(r, 150))
+  t.equal((await app.inject('/runs')).statusCode, 200, 'a 250 ms stall is within a 400 ms limit')
+  block(1500)
+  await new Promise((r) => setTimeout(r, 150))
+  const shed = await app.inject('/runs')
+  t.equal(shed.statusCode, 503, 'a 1.5 s stall is over it')
+  t.equal(shed.headers['retry-after'], '10')
+  t.equal((await app.inject('/ready')).statusCode, 200, 'probes still answer')
+  await eventually(async () => ((await app.inject('/runs')).statusCode === 200 ? true : undefined), 3000)
+  t.pass('answers again a second later')
+})

@@ -70,7 +70,7 @@ interface BackupSummary {
 export function createMetrics({ sql, health, runner, jobs, instanceId, log }: MetricsDeps) {
   const promRegistry = new Registry()
   // Sampled every 100 ms, not prom-client's 10 ms: a 10 ms timer alone costs an idle process ~0.5 %
-  // of a core (under-pressure keeps its own 10 ms monitor for the overload guard).
+  // of a core (the overload guard keeps its own 100 ms lag meter: src/http/protection.ts).
   collectDefaultMetrics({ register: promRegistry, eventLoopMonitoringPrecision: 100 })
   const registers = [promRegistry]
 
