@@ -153,10 +153,12 @@ export async function runHistory(bench: Bench): Promise<Result> {
           DATABASE_URL: db.url,
           SCHEDULER_ENABLED: 'false',
         })
+        // Kept at once, so a failure below still stops it (a server left running keeps the
+        // benchmark's process, and CI, waiting for ever).
+        servers.push(steward)
         const pageFile = path.join(tmp, 'page.json')
         await fs.writeFile(pageFile, JSON.stringify(await api(steward.base, URL_PATH)))
-        const bare = await startServer('bench/bare-server.ts', { BENCH_PAGE_FILE: pageFile })
-        servers.push(steward, bare)
+        servers.push(await startServer('bench/bare-server.ts', { BENCH_PAGE_FILE: pageFile }))
       }
       const [steward, bare] = servers as [Server, Server]
       const entry = {

@@ -71,12 +71,17 @@ export async function protect(app: FastifyInstance, config: Config): Promise<voi
   // answers 503 with Retry-After instead of queueing requests until it falls over. Probes still
   // answer: they are cheap, and a monitor must be able to see the state of a busy process.
   const shed = (reply: FastifyReply) => reply.code(503).header('retry-after', 10).send(OVERLOADED)
-  const meter = createLagMeter()
-  app.addHook('onClose', async () => meter.stop())
+  // Measured from ready on: building the app (compiling every route's schemas) stalls the loop
+  // once, and that is not load.
+  let meter: ReturnType<typeof createLagMeter> | undefined
+  app.addHook('onReady', async () => {
+    meter = createLagMeter()
+  })
+  app.addHook('onClose', async () => meter?.stop())
   app.addHook('onRequest', async (request, reply) => {
     if (PROBES.has(request.routeOptions.url ?? '')) return
     // Sent here, the request goes no further (Fastify stops once a reply is sent).
-    if (meter.lag() > config.overloadEventLoopDelayMs) return shed(reply)
+    if ((meter?.lag() ?? 0) > config.overloadEventLoopDelayMs) return shed(reply)
   })
   if (config.overloadHeapMb > 0)
     await app.register(underPressure, {
