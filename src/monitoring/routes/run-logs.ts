@@ -8,7 +8,8 @@ import { LOG_LEVELS } from '../../engine/run-log.js'
 import { errors, IdParams, Json, Nullable, Timestamp } from '../../lib/schemas.js'
 import { replyWithEventStream } from './event-stream-reply.js'
 
-const LogLine = Type.Object(
+/** Registered with the other shared schemas (app.ts): one ajv instance for every route. */
+export const LogLine = Type.Object(
   {
     seq: Type.Integer({ minimum: 1, description: 'Its place in the run’s log, from 1.' }),
     at: Timestamp,
@@ -51,8 +52,6 @@ const LogPage = Type.Object({
 })
 
 const runLogs: FastifyPluginAsyncTypebox = async (app) => {
-  app.addSchema(LogLine)
-
   app.get(
     '/runs/:id/logs',
     {
