@@ -137,6 +137,19 @@ t.test('identity files: keys, comments, and clear errors', async (t) => {
   const err = t.throws(() => parseIdentities(`# key\n${broken}\n`, 'KEYS')) as Error
   t.equal(err.message, 'KEYS: line 2 is not an age secret key (AGE-SECRET-KEY-1…)')
   t.throws(() => parseIdentities(a.recipient, 'KEYS'), { message: /line 1 .*\(that is a public key\)$/ })
+
+  // Post-quantum identities are keys too (no backup is encrypted to them, so they never match).
+  const pq = await generateHybridIdentity()
+  t.same(parseIdentities(pq, 'KEYS'), [pq], 'an AGE-SECRET-KEY-PQ-1… identity from age-encryption parses')
+  const brokenPq = `${pq.slice(0, -1)}${pq.endsWith('Q') ? 'P' : 'Q'}`
+  t.throws(() => parseIdentities(brokenPq, 'KEYS'), {
+    message: 'KEYS: line 1 is not an age secret key (AGE-SECRET-KEY-1…)',
+  })
+  t.throws(
+    () => parseIdentities(a.identity.toLowerCase(), 'KEYS'),
+    /line 1 is not an age secret key/,
+    'age keys are upper case',
+  )
 })
 
 t.test('round trips across chunk boundaries', async (t) => {

@@ -108,6 +108,14 @@ export function decodeIdentity(identity: string): Identity | null {
   return { privateKey, publicKey: rawPublicKey(createPublicKey(privateKey)) }
 }
 
+/** Whether `identity` is an age native identity: X25519 (`AGE-SECRET-KEY-1…`) or post-quantum
+ * hybrid (`AGE-SECRET-KEY-PQ-1…`, a 32-byte seed), with a valid bech32 checksum. */
+export function isIdentity(identity: string): boolean {
+  if (decodeIdentity(identity)) return true
+  const key = bech32Decode(identity)
+  return key?.prefix === 'AGE-SECRET-KEY-PQ-' && key.bytes.length === 32
+}
+
 /** A new random file key and the header (MAC line included) that wraps it for `recipients`. */
 export function newHeader(recipients: Buffer[]): { fileKey: Buffer; header: Buffer } {
   const fileKey = randomBytes(FILE_KEY_SIZE)
