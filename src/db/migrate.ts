@@ -2,10 +2,10 @@
 // with a ledger row, under an advisory lock so instances starting together cannot collide.
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { Sql } from 'postgres'
+import { packagePath } from '../lib/package-root.js'
 
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url))
+export const MIGRATIONS_DIR = packagePath('migrations')
 
 // Any constant shared by every Steward process; "steward" in ASCII.
 export const LOCK_KEY = 0x73746577

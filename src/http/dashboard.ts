@@ -3,11 +3,11 @@
 // token the operator enters; it has no routes of its own. Hidden from the OpenAPI document.
 import { createRequire } from 'node:module'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import fp from 'fastify-plugin'
+import { packagePath } from '../lib/package-root.js'
 
-const ROOT = fileURLToPath(new URL('../../dashboard/', import.meta.url))
+const ROOT = packagePath('dashboard')
 const CRONSTRUE = path.dirname(createRequire(import.meta.url).resolve('cronstrue/dist/cronstrue.min.js'))
 
 export default fp(

@@ -44,9 +44,8 @@ export async function startServer(
     LOG_LEVEL: 'info',
     STEWARD_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
     // As for in-process test apps (testConfig): on a machine loaded by parallel test files, a process
-    // not scheduled for a second has no event-loop samples, which @fastify/under-pressure reads as an
-    // infinite delay, and it would answer the test's requests 503 (a cluster test once lost the POST
-    // creating its schedule that way, and saw 0 fires).
+    // can go unscheduled for a second, and its lag meter would then shed the test's requests with a
+    // 503 (a cluster test once lost the POST creating its schedule that way, and saw 0 fires).
     OVERLOAD_EVENT_LOOP_DELAY_MS: '30000',
     ...env,
   }
