@@ -34,11 +34,16 @@ export async function migrate(sql: Sql, dir = MIGRATIONS_DIR): Promise<number[]>
       name text not null,
       applied_at timestamptz not null default now()
     )`.catch(ignoreConcurrentCreate)
+  // Most starts have nothing to apply: one read instead of a locked transaction per migration.
+  const ledger = await sql<{ version: number }[]>`select version from steward_migrations`
+  const known = new Set(ledger.map((row) => row.version))
   const applied: number[] = []
   for (const migration of migrations) {
+    if (known.has(migration.version)) continue
     const text = await fs.readFile(migration.file, 'utf8')
     const done = await sql.begin(async (tx) => {
       await tx`select pg_advisory_xact_lock(${LOCK_KEY})`
+      // Another instance may have applied it while this one waited for the lock.
       const [seen] = await tx`select 1 from steward_migrations where version = ${migration.version}`
       if (seen) return false
       await tx.unsafe(text)

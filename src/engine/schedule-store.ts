@@ -359,8 +359,14 @@ export function createScheduleStore(sql: Sql, jobs: Map<string, AnyJob>, default
      * the operator deleted stays deleted. Safe for several instances starting at once.
      */
     async seedDefaults(): Promise<string[]> {
+      const defaults = defaultSchedules(jobs.values())
+      // Most starts have nothing to seed: one read first, a transaction only for what is new.
+      const known = await sql<{ name: string }[]>`
+        select name from schedule_seeds where name = any(${defaults.map((def) => def.name)})`
+      const done = new Set(known.map((row) => row.name))
       const seeded: string[] = []
-      for (const def of defaultSchedules(jobs.values())) {
+      for (const def of defaults) {
+        if (done.has(def.name)) continue
         const created = await sql.begin(async (tx) => {
           const [fresh] = await tx`
             insert into schedule_seeds (name) values (${def.name}) on conflict do nothing returning name`
