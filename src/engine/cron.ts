@@ -256,7 +256,23 @@ interface NodeCronMatcher {
   getNextMatch(from: Date): Date
 }
 
+// Making a node-cron task costs ~5 ms; schedules share a few patterns, so matchers are kept, within
+// a bound (an operator with more distinct pattern and timezone pairs than this just rebuilds some).
+const matchers = new Map<string, NodeCronMatcher>()
+const MATCHERS_KEPT = 1000
+
 function matcherFor(pattern: string, timezone: string): NodeCronMatcher {
+  const key = `${timezone} ${pattern}`
+  let matcher = matchers.get(key)
+  if (!matcher) {
+    matcher = newMatcher(pattern, timezone)
+    if (matchers.size >= MATCHERS_KEPT) matchers.clear()
+    matchers.set(key, matcher)
+  }
+  return matcher
+}
+
+function newMatcher(pattern: string, timezone: string): NodeCronMatcher {
   const task = createTask(pattern, () => {}, { timezone, logger: silentLogger })
   const matcher = (task as unknown as { timeMatcher?: Partial<NodeCronMatcher> }).timeMatcher
   // createTask adds every task to node-cron's global registry; destroying it removes it again
@@ -271,7 +287,7 @@ function matcherFor(pattern: string, timezone: string): NodeCronMatcher {
 }
 
 // Probe at load, so a node-cron upgrade that drops the field fails at startup and in tests.
-matcherFor('* * * * *', 'UTC')
+newMatcher('* * * * *', 'UTC')
 
 function assertDate(value: Date, name: string): void {
   if (!(value instanceof Date) || Number.isNaN(value.getTime())) {

@@ -26,7 +26,12 @@ export function schemaCompilers({ eager = false }: { eager?: boolean } = {}): Fa
   const serializers = SerializerSelector()
   return {
     buildValidator(externalSchemas, ajvOptions) {
-      const compile = validators(externalSchemas, ajvOptions) as unknown as (route: RouteSchema) => Validate
+      // The ajv instance itself (formats, every shared schema added) costs ~80 ms: made at first use too.
+      let compiler: ((route: RouteSchema) => Validate) | undefined
+      const compile = (route: RouteSchema) => {
+        compiler ??= validators(externalSchemas, ajvOptions) as unknown as (route: RouteSchema) => Validate
+        return compiler(route)
+      }
       return once((route: RouteSchema) => (eager ? compile(route) : lazyValidator(() => compile(route))))
     },
     buildSerializer(externalSchemas, serializerOptions) {
