@@ -10,6 +10,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {
+  api,
   type Bench,
   createDatabase,
   log,
@@ -33,13 +34,29 @@ const GOAL = { rssMiB: 110, readyMs: 1500 }
 interface Start {
   readyMs: number
   idleRss: number
+  /** After the first requests that validate and serialize (schemas compile at first use). */
+  usedRss: number
 }
+
+// One of each kind of route: lists, a query validated, a body validated (and refused), the spec.
+const FIRST_REQUESTS: { url: string; method?: string; body?: unknown; expect?: number }[] = [
+  { url: '/jobs' },
+  { url: '/runs?state=failed&limit=5' },
+  { url: '/schedules?recent=5' },
+  { url: '/backups' },
+  { url: '/schedules/preview', method: 'POST', body: { cron: '*/5 * * * *' } },
+  { url: '/schedules/x', method: 'PATCH', body: { crn: '* * * * *' }, expect: 400 },
+  { url: '/openapi.json' },
+]
 
 async function startOnce(entry: string, env: Record<string, string>): Promise<Start> {
   const server = await startServer(entry, env, { timeoutMs: 120_000 })
   try {
     await sleep(IDLE_WAIT_MS)
-    return { readyMs: server.readyMs, idleRss: await rss(server.pid) }
+    const idleRss = await rss(server.pid)
+    for (const request of FIRST_REQUESTS) await api(server.base, request.url, request)
+    await sleep(IDLE_WAIT_MS)
+    return { readyMs: server.readyMs, idleRss, usedRss: await rss(server.pid) }
   } finally {
     await server.stop()
   }
@@ -82,6 +99,7 @@ export async function footprint(bench: Bench): Promise<Result> {
   }
   const medianReady = (c: Start[]) => median(c.map((s) => s.readyMs))
   const medianRss = (c: Start[]) => median(c.map((s) => s.idleRss))
+  const medianUsed = (c: Start[]) => median(c.map((s) => s.usedRss))
   const compiled = cases.get(`compiled, external, ${QUICK ? 'first' : 'later'} start`) ?? []
   const tsx = cases.get(`tsx, external, ${QUICK ? 'first' : 'later'} start`) ?? []
   const met = mb(medianRss(compiled)) <= GOAL.rssMiB && medianReady(compiled) <= GOAL.readyMs
@@ -94,18 +112,21 @@ export async function footprint(bench: Bench): Promise<Result> {
 runs since the TypeScript is built at \`npm ci\`) and through tsx (\`node --import tsx src/server.ts\`,
 what \`npm run dev\` runs and what \`npm start\` ran before). "Ready" is the first 200 from
 \`GET /ready\`, polled every 20 ms from the spawn. RSS is the Node process's own (\`VmRSS\`),
-${IDLE_WAIT_MS / 1000} s after ready; the embedded PostgreSQL's processes are not included. Embedded first start:
+${IDLE_WAIT_MS / 1000} s after ready ("idle"), and again ${IDLE_WAIT_MS / 1000} s after a first request to each kind of route
+(\`GET /jobs\`, \`/runs\`, \`/schedules\`, \`/backups\`, \`/openapi.json\`, \`POST /schedules/preview\` and a \`PATCH\` refused with
+a 400: schemas compile when a request first needs them); the embedded PostgreSQL's processes are not included. Embedded first start:
 an empty \`DATA_DIR\` (initdb, start, create the database, migrations, seeds); later start: the same
 \`DATA_DIR\` again. External: a new database on the benchmark's server (first start applies the
 migrations), then the same again. Medians of ${ROUNDS} rounds (the mean, for two).
 
 ${table(
-  ['case', 'start → /ready', 'each round', 'idle RSS'],
+  ['case', 'start → /ready', 'each round', 'idle RSS', 'RSS after first requests'],
   [...cases].map(([k, c]) => [
     k,
     `**${ms(medianReady(c))}**`,
     c.map((s) => ms(s.readyMs)).join(', '),
     `${mb(medianRss(c))} MiB`,
+    `${mb(medianUsed(c))} MiB`,
   ]),
 )}`,
   }
