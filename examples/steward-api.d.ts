@@ -581,7 +581,7 @@ export interface paths {
         };
         /**
          * A run’s own log, oldest line first; or followed live
-         * @description What the run’s job logged, with a line when the run started and one when its job ended, in order (`seq`). A run keeps RUN_LOG_MAX_LINES lines (10,000 by default) and RUN_LOG_MAX_BYTES (1 MiB); past that, one line says how many were dropped. Lines are deleted with their run. With `follow=true` and `Accept: text/event-stream`, the answer is a stream: `event: log` for each line (data: the line), `: ping` comments, and `event: end` (data: the run) once the run has ended, wherever it runs; then the stream closes. Try `curl -N -H "Accept: text/event-stream" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:3000/runs/1/logs?follow=true"`.
+         * @description What the run’s job logged, with a line when the run started and one when its job ended, in order (`seq`). A run keeps RUN_LOG_MAX_LINES lines (10,000 by default) and RUN_LOG_MAX_BYTES (1 MiB); past that, one line says how many were dropped. Lines are deleted with their run. With `follow=true` and `Accept: text/event-stream`, the answer is a stream: `event: log` for each line (data: the line), `: ping` comments, and `event: end` (data: the run) once the run has ended, wherever it runs (`event: gone` instead if the run is deleted meanwhile); then the stream closes. Try `curl -N -H "Accept: text/event-stream" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:3000/runs/1/logs?follow=true"`.
          *
          *     Requires a token with the **viewer** role (or higher).
          */

@@ -248,6 +248,26 @@ t.test('following a run that runs on another instance: past lines, new lines, th
   )
 })
 
+t.test('a followed run that is deleted ends the stream with event: gone', async (t) => {
+  const url = await createTestDatabase(t)
+  const app = await buildTestApp(t, { jobs, databaseUrl: url, env: { SCHEDULER_ENABLED: 'false' } })
+  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  const run = await trigger(app, { lines: 60, every: 50 })
+  await eventually(async () => ((await allLines(app, run.id)).length >= 3 ? true : undefined), 10_000)
+  const res = await fetch(`${address}/runs/${run.id}/logs?follow=true`, {
+    headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, accept: 'text/event-stream' },
+  })
+  const reading = readEvents(res)
+  await eventually(async () => (app.runLogs.following() === 1 ? true : undefined), 5_000)
+  // By hand, as an operator might: pruning only takes runs that have ended.
+  const sql = postgres(url, { max: 1, onnotice: () => {} })
+  t.teardown(() => sql.end())
+  await sql`delete from job_runs where id = ${run.id}`
+  const events = await reading
+  t.same(events.at(-1), { event: 'gone', data: { id: run.id, message: `run ${run.id} was deleted` } })
+  t.equal(app.runLogs.following(), 0, 'the follower is gone')
+})
+
 t.test('progress: on the run while it runs, in lists and the change feed, and at its end', async (t) => {
   const app = await buildTestApp(t, { jobs, env: { SCHEDULER_ENABLED: 'false' } })
   const seen: Run[] = []

@@ -278,6 +278,8 @@ const ENDED = new Set(['succeeded', 'failed', 'cancelled', 'skipped'])
 export interface LogSink {
   line(line: LogLine): void
   end(run: Run): void
+  /** The run was deleted while followed (by hand: pruning takes only ended runs); nothing follows. */
+  gone(runId: number): void
 }
 
 interface Follower {
@@ -386,7 +388,15 @@ export function createRunLogs({
     for (const [runId, set] of followers) {
       const waiting = [...set].filter((f) => !f.ended)
       if (waiting.length > 0) {
-        const run = await runs.get(runId).catch(() => null)
+        // undefined: could not look (the next check will); null: the run is no more.
+        const run = await runs.get(runId).catch(() => undefined)
+        if (run === null) {
+          for (const follower of waiting) {
+            remove(follower)
+            follower.sink.gone(runId)
+          }
+          continue
+        }
         if (run && ENDED.has(run.state)) for (const f of waiting) f.ended = run
       }
       for (const follower of set) void pull(follower)

@@ -67,7 +67,8 @@ const runLogs: FastifyPluginAsyncTypebox = async (app) => {
           '(1 MiB); past that, one line says how many were dropped. Lines are deleted with their run. ' +
           'With `follow=true` and `Accept: text/event-stream`, the answer is a stream: `event: log` for ' +
           'each line (data: the line), `: ping` comments, and `event: end` (data: the run) once the run ' +
-          'has ended, wherever it runs; then the stream closes. Try `curl -N -H "Accept: text/event-stream" ' +
+          'has ended, wherever it runs (`event: gone` instead if the run is deleted meanwhile); then ' +
+          'the stream closes. Try `curl -N -H "Accept: text/event-stream" ' +
           '-H "Authorization: Bearer $TOKEN" "http://127.0.0.1:3000/runs/1/logs?follow=true"`.',
         params: IdParams,
         querystring: LogQuery,
@@ -106,6 +107,10 @@ const runLogs: FastifyPluginAsyncTypebox = async (app) => {
           app.runLogs.follow(run, after, {
             line: (line) => stream.write(`event: log\nid: ${line.seq}\ndata: ${JSON.stringify(line)}\n\n`),
             end: (ended) => stream.end(`event: end\ndata: ${JSON.stringify(ended)}\n\n`),
+            gone: (runId) =>
+              stream.end(
+                `event: gone\ndata: ${JSON.stringify({ id: runId, message: `run ${runId} was deleted` })}\n\n`,
+              ),
           }),
       })
     },
