@@ -14,19 +14,12 @@ import { PathEscape } from '../files.js'
 import { loadIdentities } from '../keys.js'
 import type { RemoteStore } from '../offsite/remote-store.js'
 import type { StoredBackup, VerifyResult } from '../schemas.js'
-import {
-  BackupError,
-  connectionEnv,
-  locateTool,
-  parseDatabaseUrl,
-  serverVersion,
-  type Tool,
-} from '../tools.js'
-import { expectedContents, restoreScript } from './client.js'
+import { BackupError, connectionEnv, parseDatabaseUrl, type Tool } from '../tools.js'
+import { expectedContents, locateRestoreTools, restoreScript } from './client.js'
 import { compareContents, countTables } from './contents.js'
 import { hashFile, withPlaintext, withStoredFile } from './fetch.js'
 import { type Sandbox, VerifyUnavailable, withSandbox } from './sandbox.js'
-import { canRestrict, scriptFilter } from './script-filter.js'
+import { scriptFilter } from './script-filter.js'
 
 export interface VerifyDeps {
   sql: Sql
@@ -46,16 +39,9 @@ interface Tools {
 
 async function locateTools(deps: VerifyDeps): Promise<Tools> {
   try {
-    const server = await serverVersion(deps.sql)
-    const options = { binDir: deps.config.backupPgBinDir }
-    const psql = await locateTool('psql', server, options)
-    if (!canRestrict(psql))
-      throw new BackupError(
-        'psql_unsafe',
-        `psql ${psql.version} (${psql.path}) has no restricted mode (\\restrict), so a dump could run ` +
-          'commands on this host through it; install a current minor release of the client tools',
-      )
-    return { psql, pgRestore: await locateTool('pg_restore', server, options) }
+    // A drill restores custom archives as well as scripts: pg_restore is always wanted.
+    const { psql, pgRestore } = await locateRestoreTools(deps.sql, deps.config, 'custom')
+    return { psql, pgRestore: pgRestore as Tool }
   } catch (err) {
     if (err instanceof BackupError) throw new VerifyUnavailable(err.code, err.message)
     throw err
