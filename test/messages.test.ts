@@ -74,6 +74,46 @@ t.test('since later than until is a 400, on every route that takes them', async 
   }
 })
 
+t.test('a NUL character anywhere is a 400 naming where, not a database error', async (t) => {
+  const app = await buildTestApp(t, { env: { SCHEDULER_ENABLED: 'false' } })
+  const says = (where: string) =>
+    `${where} contains a NUL character (\\u0000), which PostgreSQL cannot store: remove it`
+  for (const [url, where] of [
+    ['/runs?job=%00', 'querystring.job'],
+    ['/runs?schedule=a%00b', 'querystring.schedule'],
+    ['/audit?target=%00', 'querystring.target'],
+    ['/backups?database=%00', 'querystring.database'],
+    ['/jobs/%00', 'params.name'],
+  ] as const) {
+    const res = await app.inject(url)
+    t.equal(res.statusCode, 400, url)
+    t.equal(res.json().message, says(where), url)
+  }
+  const body = await app.inject({
+    method: 'POST',
+    url: '/jobs/cache-clear/runs',
+    payload: { args: { tables: ['ok', 'bad\u0000'] } },
+  })
+  t.equal(body.statusCode, 400)
+  t.equal(body.json().message, says('body.args.tables[1]'))
+  const key = await app.inject({
+    method: 'POST',
+    url: '/schedules',
+    headers: { 'content-type': 'application/json' },
+    payload: '{"name":"x","job":"cache-clear","cron":"* * * * *","args":{"a\\u0000":1}}',
+  })
+  t.equal(key.statusCode, 400)
+  t.equal(key.json().message, says('body.args (a property name)'))
+  const deep = await app.inject({
+    method: 'POST',
+    url: '/jobs/cache-clear/runs',
+    headers: { 'content-type': 'application/json' },
+    payload: `{"args":${'['.repeat(100_000)}${']'.repeat(100_000)}}`,
+  })
+  t.equal(deep.statusCode, 400, 'a deeply nested body is walked without overflowing the stack')
+  t.equal((await app.inject('/runs?job=cache-clear')).statusCode, 200, 'other values are untouched')
+})
+
 t.test('start-up errors name the variable, the rule and the value', async (t) => {
   const message = (env: Record<string, string>) => {
     try {

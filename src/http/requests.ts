@@ -1,6 +1,6 @@
 // What every request body and parameter goes through before a route sees it: JSON bodies (an empty
-// one is no body), numeric parameters that must be finite, and since/until ranges that must not be
-// inverted.
+// one is no body), numeric parameters that must be finite, no NUL characters, and since/until ranges
+// that must not be inverted.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 
 /** Registers the JSON parser and the finite-number check on the app. */
@@ -17,6 +17,7 @@ export function parseRequests(app: FastifyInstance): void {
   // must be an object".
   app.removeContentTypeParser('text/plain')
   app.addHook('preValidation', rejectInfiniteNumbers)
+  app.addHook('preValidation', rejectNulCharacters)
   app.addHook('preHandler', rejectInvertedRanges)
 }
 
@@ -56,4 +57,37 @@ async function rejectInfiniteNumbers(request: FastifyRequest): Promise<void> {
       }
     }
   }
+}
+
+/**
+ * PostgreSQL text and jsonb cannot hold U+0000 (a query with one fails, "invalid byte sequence"), so
+ * a NUL anywhere in the path, query or body is refused up front, naming where it is.
+ */
+async function rejectNulCharacters(request: FastifyRequest): Promise<void> {
+  const where =
+    nulIn(request.params, 'params') ?? nulIn(request.query, 'querystring') ?? nulIn(request.body, 'body')
+  if (where) {
+    throw Object.assign(
+      new Error(`${where} contains a NUL character (\\u0000), which PostgreSQL cannot store: remove it`),
+      { statusCode: 400 },
+    )
+  }
+}
+
+/** The path of the first string (or key) holding a NUL, e.g. "body.args.name"; null if none. Walks
+ * with its own stack: a 1 MiB body can nest deeper than the call stack goes. */
+function nulIn(root: unknown, rootPath: string): string | null {
+  const stack: [unknown, string][] = [[root, rootPath]]
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    const [value, path] = next
+    if (typeof value === 'string') {
+      if (value.includes('\u0000')) return path
+    } else if (value !== null && typeof value === 'object') {
+      for (const [key, item] of Object.entries(value)) {
+        if (key.includes('\u0000')) return `${path} (a property name)`
+        stack.push([item, Array.isArray(value) ? `${path}[${key}]` : `${path}.${key}`])
+      }
+    }
+  }
+  return null
 }
